@@ -1,0 +1,177 @@
+//! Catalog lookups shared by policy generation and the event trigger.
+
+use crate::error::{self, Result};
+use pgrx::pg_sys;
+use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier, Spi};
+
+/// A relation as the catalog describes it at the time of the lookup.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub oid: pg_sys::Oid,
+    pub schema: String,
+    pub name: String,
+    pub relkind: char,
+    pub temporary: bool,
+    pub is_partition: bool,
+    /// The current user has the privileges of the table's owner.
+    pub owned: bool,
+    /// The table belongs to an extension (is created by its script).
+    pub extension_member: bool,
+}
+
+/// Schemas whose tables tenant_guard never protects.
+pub fn is_system_schema(schema: &str) -> bool {
+    matches!(schema, "pg_catalog" | "information_schema" | "tenant_guard")
+        || schema.starts_with("pg_toast")
+        || schema.starts_with("pg_temp")
+}
+
+impl Table {
+    pub fn lookup(oid: pg_sys::Oid) -> Option<Table> {
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT n.nspname::text, c.relname::text, c.relkind::text,
+                            c.relpersistence = 't', c.relispartition,
+                            pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+                            EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                       AND d.objid = c.oid AND d.deptype = 'e')
+                       FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.oid = $1",
+                    Some(1),
+                    &[oid.into()],
+                )
+                .ok()?;
+            let row = rows.first();
+            let schema: String = row.get(1).ok()??;
+            Some(Table {
+                oid,
+                schema,
+                name: row.get(2).ok()??,
+                relkind: row.get::<String>(3).ok()??.chars().next()?,
+                temporary: row.get(4).ok()??,
+                is_partition: row.get(5).ok()??,
+                owned: row.get(6).ok()??,
+                extension_member: row.get(7).ok()??,
+            })
+        })
+    }
+
+    /// The table, or 42P01 naming the OID.
+    pub fn require(oid: pg_sys::Oid) -> Result<Table> {
+        Table::lookup(oid).ok_or_else(|| {
+            error::undefined_table(format!("relation with OID {} does not exist", oid.to_u32()))
+        })
+    }
+
+    /// Schema-qualified, quoted: safe to splice into SQL.
+    pub fn qualified(&self) -> String {
+        quote_qualified_identifier(&self.schema, &self.name)
+    }
+
+    /// `'schema.table'::regclass`, quoted: safe to splice into SQL.
+    pub fn regclass_literal(&self) -> String {
+        format!("{}::pg_catalog.regclass", quote_literal(self.qualified()))
+    }
+
+    pub fn is_table(&self) -> bool {
+        matches!(self.relkind, 'r' | 'p')
+    }
+
+    pub fn is_partitioned(&self) -> bool {
+        self.relkind == 'p'
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.relkind {
+            'r' => "table",
+            'p' => "partitioned table",
+            'v' => "view",
+            'm' => "materialized view",
+            'f' => "foreign table",
+            'S' => "sequence",
+            'i' | 'I' => "index",
+            'c' => "composite type",
+            't' => "TOAST table",
+            _ => "relation",
+        }
+    }
+}
+
+/// A column of a table: its number and its type as SQL can spell it.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub attnum: i16,
+    pub type_oid: pg_sys::Oid,
+    pub type_sql: String,
+}
+
+impl Column {
+    pub fn lookup(table: pg_sys::Oid, name: &str) -> Option<Column> {
+        Spi::connect(|client| {
+            let rows = client
+                .select(
+                    "SELECT a.attnum, a.atttypid, pg_catalog.format_type(a.atttypid, NULL)
+                       FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = $1 AND a.attname = $2::pg_catalog.name
+                        AND a.attnum > 0 AND NOT a.attisdropped",
+                    Some(1),
+                    &[table.into(), name.into()],
+                )
+                .ok()?;
+            let row = rows.first();
+            Some(Column {
+                name: name.to_string(),
+                attnum: row.get(1).ok()??,
+                type_oid: row.get(2).ok()??,
+                type_sql: row.get(3).ok()??,
+            })
+        })
+    }
+
+    pub fn quoted(&self) -> String {
+        quote_identifier(&self.name)
+    }
+}
+
+/// The role that owns the extension: registry writes run as this role.
+pub fn extension_owner() -> pg_sys::Oid {
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'tenant_guard'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID))
+}
+
+/// Run `f` with the privileges of the extension owner, as PostgreSQL itself does for
+/// referential-integrity checks. An error inside `f` aborts the (sub)transaction, and
+/// transaction abort restores the previous user id.
+pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
+    let owner = extension_owner();
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
+/// The name of the role running the current command (before any switch).
+pub fn current_role_name() -> String {
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}

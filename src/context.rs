@@ -1,0 +1,247 @@
+//! The tenant context: who the session acts for, set only through these functions.
+//!
+//! `set_tenant_context` validates its input and then sets the `PGC_SUSET` context variables
+//! with superuser context (see `gucs`). The accessors are `STABLE PARALLEL SAFE` and return
+//! NULL when unset. Policies call `required_tenant_id`, which is `current_tenant_id()` or,
+//! when no context is set and `tenant_guard.require_context` is on, a 42501 error.
+
+use crate::catalog::Table;
+use crate::error::{self, Result};
+use crate::gucs;
+use crate::sqltypes::RegClass;
+use crate::tenant_type::TenantType;
+use pgrx::datum::AnyElement;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::json;
+
+/// Longest accepted context value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 255;
+
+const SET_HINT: &str = "Call tenant_guard.set_tenant_context('<tenant id>') in this transaction \
+                        (or with is_local => false for the whole session).";
+
+/// Check one context value: non-empty, bounded, no control characters, no surrounding blanks.
+/// The value itself is never echoed: it may be hostile or huge.
+pub fn validate_value(argument: &str, value: &str) -> Result<()> {
+    let fail = |problem: String| {
+        error::malformed(
+            format!("tenant_guard: {argument} {problem}"),
+            format!(
+                "Pass a non-empty {argument} of at most {MAX_VALUE_BYTES} bytes without control \
+                 characters or leading/trailing whitespace."
+            ),
+        )
+    };
+    if value.is_empty() {
+        return Err(fail("must not be empty".into()));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(fail(format!(
+            "is {} bytes long; the limit is {MAX_VALUE_BYTES}",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(fail("contains a control character".into()));
+    }
+    if value.trim() != value {
+        return Err(fail("has leading or trailing whitespace".into()));
+    }
+    Ok(())
+}
+
+fn optional_value<'a>(argument: &str, value: Option<&'a str>) -> Result<&'a str> {
+    match value {
+        None => Ok(""),
+        Some(value) => validate_value(argument, value).map(|_| value),
+    }
+}
+
+/// A transaction acts for one tenant. The tenant in effect is the one bound by an earlier call
+/// in this transaction (clearing the context does not lift that), or, inside a transaction
+/// block, the tenant of a session context inherited from an earlier transaction.
+fn refuse_tenant_switch(tenant_id: &str) -> Result<()> {
+    let in_effect = gucs::text_value(&gucs::BOUND_TENANT_ID_VALUE).or_else(|| {
+        if unsafe { pg_sys::IsTransactionBlock() } {
+            gucs::text_value(&gucs::TENANT_ID_VALUE)
+        } else {
+            None
+        }
+    });
+    match in_effect {
+        Some(current) if current != tenant_id => Err(error::invalid_state(
+            "tenant_guard: cannot switch to another tenant inside a transaction",
+            "A transaction acts for one tenant: COMMIT or ROLLBACK first. To replace a session \
+             context inherited from an earlier transaction, call \
+             tenant_guard.clear_tenant_context() first.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn context_json(
+    tenant_id: Option<String>,
+    user_id: Option<String>,
+    role: Option<String>,
+    trace_id: Option<String>,
+) -> serde_json::Value {
+    json!({ "tenant_id": tenant_id, "user_id": user_id, "role": role, "trace_id": trace_id })
+}
+
+/// Set the tenant context. Transaction-local by default; session scope on request.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn set_tenant_context(
+    tenant_id: Option<&str>,
+    user_id: default!(Option<&str>, "NULL"),
+    role: default!(Option<&str>, "NULL"),
+    trace_id: default!(Option<&str>, "NULL"),
+    is_local: default!(Option<bool>, true),
+) -> Result<JsonB> {
+    let Some(tenant_id) = tenant_id else {
+        return Err(error::malformed(
+            "tenant_guard: tenant_id must not be NULL",
+            "To drop the context, call tenant_guard.clear_tenant_context().",
+        ));
+    };
+    validate_value("tenant_id", tenant_id)?;
+    let user = optional_value("user_id", user_id)?;
+    let tenant_role = optional_value("role", role)?;
+    let trace = optional_value("trace_id", trace_id)?;
+    let Some(is_local) = is_local else {
+        return Err(error::malformed(
+            "tenant_guard: is_local must not be NULL",
+            "Pass is_local => true (transaction scope) or false (session scope).",
+        ));
+    };
+    if !is_local && !gucs::ALLOW_SESSION_CONTEXT.get() {
+        return Err(error::forbidden(
+            "tenant_guard: session-scoped tenant context is disabled on this database",
+            "tenant_guard.allow_session_context is off (session state would leak to the next \
+             client of a transaction pooler): call set_tenant_context inside the transaction \
+             with is_local => true.",
+        ));
+    }
+    refuse_tenant_switch(tenant_id)?;
+    if is_local && !unsafe { pg_sys::IsTransactionBlock() } {
+        error::warn(
+            PgSqlErrorCode::ERRCODE_NO_ACTIVE_SQL_TRANSACTION,
+            "tenant_guard: a transaction-local tenant context outside a transaction block ends \
+             with this statement",
+            "Call it after BEGIN, or pass is_local => false for the session.",
+        );
+    }
+
+    gucs::set(gucs::TENANT_ID, tenant_id, is_local);
+    gucs::set(gucs::USER_ID, user, is_local);
+    gucs::set(gucs::TENANT_ROLE, tenant_role, is_local);
+    gucs::set(gucs::TRACE_ID, trace, is_local);
+    gucs::set(gucs::BOUND_TENANT_ID, tenant_id, true);
+
+    let mut context = context_json(
+        Some(tenant_id.to_string()),
+        user_id.map(str::to_string),
+        role.map(str::to_string),
+        trace_id.map(str::to_string),
+    );
+    context["is_local"] = json!(is_local);
+    Ok(JsonB(context))
+}
+
+/// Drop the context (session and transaction scope). Always allowed: it only fails closed.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn clear_tenant_context() {
+    for name in [
+        gucs::TENANT_ID,
+        gucs::USER_ID,
+        gucs::TENANT_ROLE,
+        gucs::TRACE_ID,
+    ] {
+        gucs::set(name, "", false);
+    }
+}
+
+#[pg_extern(stable, parallel_safe)]
+pub fn current_tenant_id() -> Option<String> {
+    gucs::text_value(&gucs::TENANT_ID_VALUE)
+}
+
+#[pg_extern(stable, parallel_safe)]
+pub fn current_user_id() -> Option<String> {
+    gucs::text_value(&gucs::USER_ID_VALUE)
+}
+
+#[pg_extern(stable, parallel_safe)]
+pub fn current_tenant_role() -> Option<String> {
+    gucs::text_value(&gucs::TENANT_ROLE_VALUE)
+}
+
+#[pg_extern(stable, parallel_safe)]
+pub fn current_trace_id() -> Option<String> {
+    gucs::text_value(&gucs::TRACE_ID_VALUE)
+}
+
+/// The whole context as jsonb, for observability. Keys are present with NULL when unset.
+#[pg_extern(stable, parallel_safe)]
+pub fn tenant_context() -> JsonB {
+    JsonB(context_json(
+        current_tenant_id(),
+        current_user_id(),
+        current_tenant_role(),
+        current_trace_id(),
+    ))
+}
+
+/// What a generated policy compares the tenant column with, typed like `tenant_type` (a
+/// `NULL::<column type>` argument): the context tenant; with no context, NULL (no row
+/// matches), or 42501 naming the table when `require_context` is on. A tenant id that is not a
+/// valid value of the column type is 22023, naming the table.
+#[pg_extern(stable, parallel_safe)]
+pub fn required_tenant_id(
+    tbl: Option<RegClass>,
+    tenant_type: Option<AnyElement>,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Result<Option<AnyElement>> {
+    let _ = tenant_type; // only its type matters
+    let type_oid = unsafe { pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 1) };
+    let table_name = || {
+        tbl.and_then(|t| Table::lookup(t.0))
+            .map(|t| t.qualified())
+            .unwrap_or_else(|| "the table".to_string())
+    };
+    let Some(kind) = TenantType::from_oid(type_oid) else {
+        return Err(error::malformed(
+            format!(
+                "tenant_guard: a tenant column cannot have type oid {}",
+                type_oid.to_u32()
+            ),
+            format!("Tenant columns are {}.", crate::tenant_type::SUPPORTED),
+        ));
+    };
+    let Some(tenant_id) = current_tenant_id() else {
+        if gucs::REQUIRE_CONTEXT.get() {
+            return Err(error::forbidden(
+                format!(
+                    "tenant_guard: no tenant context is set; {} is tenant-protected",
+                    table_name()
+                ),
+                SET_HINT,
+            ));
+        }
+        return Ok(None);
+    };
+    match kind.datum(&tenant_id) {
+        Some(datum) => Ok(unsafe { AnyElement::from_polymorphic_datum(datum, false, type_oid) }),
+        None => Err(error::malformed(
+            format!(
+                "tenant_guard: the context's tenant id is not a valid {} for {}",
+                kind.sql_name(),
+                table_name()
+            ),
+            format!(
+                "Set a tenant id of the form the tenant column takes ({}).",
+                kind.sql_name()
+            ),
+        )),
+    }
+}

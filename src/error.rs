@@ -1,0 +1,92 @@
+//! User errors and their SQLSTATEs (DESIGN.md section 4).
+//!
+//! Every user error is an `ErrorReport` with a SQLSTATE, a message that names the object, and a
+//! hint with the fix. Functions return `Result<T, ErrorReport>`; pgrx raises the report as is.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::PgSqlErrorCode;
+
+pub type Result<T> = std::result::Result<T, ErrorReport>;
+
+fn report(code: PgSqlErrorCode, message: String, hint: Option<String>) -> ErrorReport {
+    let report = ErrorReport::new(code, message, "tenant_guard");
+    match hint {
+        Some(hint) => report.set_hint(hint),
+        None => report,
+    }
+}
+
+/// 42501: missing or forbidden context, or missing privilege.
+pub fn forbidden(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// 22023: malformed argument.
+pub fn malformed(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// 42P01: the table does not exist.
+pub fn undefined_table(message: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        message.into(),
+        None,
+    )
+}
+
+/// 42703: the column does not exist.
+pub fn undefined_column(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// 3F000: the schema does not exist.
+pub fn undefined_schema(message: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME,
+        message.into(),
+        None,
+    )
+}
+
+/// 55000: the call is not allowed in the current state (e.g. switching tenant mid-transaction).
+pub fn invalid_state(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// Raise a report from code that cannot return a `Result` (triggers, event triggers).
+pub fn raise(report: ErrorReport) -> ! {
+    report.report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Emit a WARNING with a SQLSTATE and a hint.
+pub fn warn(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) {
+    report(code, message.into(), Some(hint.into())).report(pgrx::PgLogLevel::WARNING);
+}
+
+/// Emit a NOTICE.
+pub fn notice(message: impl Into<String>) {
+    report(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        message.into(),
+        None,
+    )
+    .report(pgrx::PgLogLevel::NOTICE);
+}

@@ -1,0 +1,128 @@
+//! Automatic protection: the `ddl_command_end` event trigger.
+//!
+//! After `CREATE TABLE`, `CREATE TABLE AS`, `SELECT INTO` and `ALTER TABLE` (`ADD COLUMN`,
+//! `ATTACH PARTITION`), it protects
+//! - new partitions of protected tables (always: a partition shares its parent's protection);
+//! - tables that now have the tenant column `tenant_guard.tenant_column`, when
+//!   `tenant_guard.auto_protect` is on and the table is not excluded.
+//!
+//! It skips temporary tables, tables in system schemas, tables created by extension scripts,
+//! partitions of unprotected tables, and everything while `row_security` is off: that is how
+//! `pg_dump` scripts run, and a restore brings the dumped policies with it.
+
+use crate::catalog::{self, Table};
+use crate::error;
+use crate::gucs;
+use crate::policy::{self, Protection, Via};
+use pgrx::prelude::*;
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION tenant_guard.on_ddl_command_end() RETURNS event_trigger
+    LANGUAGE c
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
+"#)]
+fn on_ddl_command_end() {
+    if unsafe { pg_sys::creating_extension } {
+        return;
+    }
+    let relations: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+                  WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid = 0",
+                None,
+                &[],
+            )
+            .map(|rows| {
+                rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    for oid in relations {
+        let Some(table) = Table::lookup(oid) else {
+            continue;
+        };
+        if !table.is_table()
+            || table.temporary
+            || table.extension_member
+            || catalog::is_system_schema(&table.schema)
+        {
+            continue;
+        }
+        if let Err(report) = protect_if_needed(&table) {
+            error::raise(report);
+        }
+    }
+}
+
+fn protect_if_needed(table: &Table) -> error::Result<()> {
+    if let Some(entry) = policy::registered(table.oid) {
+        // ATTACH PARTITION on a protected table: protect what was attached.
+        if table.is_partitioned() && entry.parent.is_none() {
+            policy::protect_partitions(table, &protection_of(&entry), true)?;
+        }
+        return Ok(());
+    }
+    if !row_security_on() {
+        error::notice(format!(
+            "tenant_guard: {} not protected automatically: row_security is off (as in a restore)",
+            table.qualified()
+        ));
+        return Ok(());
+    }
+    if table.is_partition {
+        // A partition is protected through its protected root, or not at all.
+        if let Some(root) = protected_root(table.oid) {
+            if let Some(entry) = policy::registered(root.oid) {
+                policy::protect_partitions(&root, &protection_of(&entry), true)?;
+            }
+        }
+        return Ok(());
+    }
+    if !gucs::AUTO_PROTECT.get() || policy::is_excluded(table.oid) {
+        return Ok(());
+    }
+    let column = policy::configured_tenant_column()?;
+    if catalog::Column::lookup(table.oid, &column).is_none() {
+        return Ok(());
+    }
+    policy::protect(
+        table,
+        &Protection {
+            column,
+            create_index: true,
+            to_roles: None,
+            via: Via::AutoProtect,
+        },
+    )
+}
+
+fn protection_of(entry: &policy::Registered) -> Protection {
+    Protection {
+        column: entry.column.clone(),
+        create_index: false,
+        to_roles: entry.to_roles.clone(),
+        via: Via::Partition,
+    }
+}
+
+/// The protected ancestor whose settings a partition inherits (the top of the protected chain).
+fn protected_root(partition: pg_sys::Oid) -> Option<Table> {
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT COALESCE(p.parent, p.relid)::oid
+           FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) WITH ORDINALITY a(relid, depth)
+           JOIN tenant_guard.protected_tables p ON p.relid::oid = a.relid::oid
+          WHERE a.relid::oid <> $1
+          ORDER BY a.depth LIMIT 1",
+        &[partition.into()],
+    )
+    .ok()
+    .flatten()?;
+    Table::lookup(oid)
+}
+
+fn row_security_on() -> bool {
+    unsafe { pg_sys::row_security }
+}

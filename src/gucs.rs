@@ -1,0 +1,167 @@
+//! The `tenant_guard.*` configuration variables.
+//!
+//! The four context variables are `PGC_SUSET` with `GUC_NOT_WHILE_SEC_REST`: an ordinary role's
+//! `SET`, `set_config()`, `RESET` or `ALTER ROLE ... SET` of them fails with 42501, so only this
+//! extension's functions (which call `set_config_option` with superuser context after their own
+//! checks) can change them. `DISCARD ALL` / `RESET ALL` reset them, which only fails closed.
+
+use pgrx::pg_sys;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
+
+pub const TENANT_ID: &CStr = c"tenant_guard.tenant_id";
+pub const USER_ID: &CStr = c"tenant_guard.user_id";
+pub const TENANT_ROLE: &CStr = c"tenant_guard.tenant_role";
+pub const TRACE_ID: &CStr = c"tenant_guard.trace_id";
+/// The tenant the current transaction is bound to. Always set transaction-locally, so
+/// COMMIT, ROLLBACK and ROLLBACK TO SAVEPOINT undo it exactly as they undo the context.
+pub const BOUND_TENANT_ID: &CStr = c"tenant_guard.bound_tenant_id";
+
+pub static TENANT_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static USER_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TENANT_ROLE_VALUE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static TRACE_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static BOUND_TENANT_ID_VALUE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+pub static REQUIRE_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ALLOW_SESSION_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static AUTO_PROTECT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static TENANT_COLUMN: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
+
+/// Flags shared by the context variables: settable only by superuser context, never inside a
+/// security-restricted operation, never from a configuration file.
+fn context_flags() -> GucFlags {
+    GucFlags::NOT_WHILE_SEC_REST | GucFlags::DISALLOW_IN_FILE | GucFlags::DISALLOW_IN_AUTO_FILE
+}
+
+pub fn init() {
+    let context_vars: [(
+        &'static CStr,
+        &'static GucSetting<Option<CString>>,
+        &'static CStr,
+    ); 4] = [
+        (
+            TENANT_ID,
+            &TENANT_ID_VALUE,
+            c"Tenant the session acts for (set it with tenant_guard.set_tenant_context).",
+        ),
+        (
+            USER_ID,
+            &USER_ID_VALUE,
+            c"Application user the session acts for (set it with tenant_guard.set_tenant_context).",
+        ),
+        (
+            TENANT_ROLE,
+            &TENANT_ROLE_VALUE,
+            c"Role of the user within the tenant (set it with tenant_guard.set_tenant_context).",
+        ),
+        (
+            TRACE_ID,
+            &TRACE_ID_VALUE,
+            c"Trace id of the current request (set it with tenant_guard.set_tenant_context).",
+        ),
+    ];
+    for (name, setting, description) in context_vars {
+        GucRegistry::define_string_guc(
+            name,
+            description,
+            c"Read-only for ordinary roles: only tenant_guard's functions change it.",
+            setting,
+            GucContext::Suset,
+            context_flags(),
+        );
+    }
+    GucRegistry::define_string_guc(
+        BOUND_TENANT_ID,
+        c"Internal: the tenant the current transaction is bound to.",
+        c"Set transaction-locally by set_tenant_context; refuses a switch to another tenant within one transaction.",
+        &BOUND_TENANT_ID_VALUE,
+        GucContext::Suset,
+        context_flags() | GucFlags::NO_RESET_ALL | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.require_context",
+        c"Querying a protected table without a tenant context is an error (42501) instead of zero rows.",
+        c"",
+        &REQUIRE_CONTEXT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.allow_session_context",
+        c"Allow set_tenant_context(..., is_local => false).",
+        c"Turn off on databases served through a transaction pooler, where session state leaks to the next client.",
+        &ALLOW_SESSION_CONTEXT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.auto_protect",
+        c"Protect new tables that have the tenant column automatically.",
+        c"",
+        &AUTO_PROTECT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.tenant_column",
+        c"Name of the tenant column that auto_protect and protect_tenant_tables look for.",
+        c"",
+        &TENANT_COLUMN,
+        GucContext::Suset,
+        GucFlags::IS_NAME,
+    );
+    reserve_prefix();
+}
+
+#[cfg(any(feature = "pg13", feature = "pg14"))]
+fn reserve_prefix() {
+    unsafe { pg_sys::EmitWarningsOnPlaceholders(c"tenant_guard".as_ptr()) }
+}
+
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+fn reserve_prefix() {
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"tenant_guard".as_ptr()) }
+}
+
+/// The current value of a string setting, `None` when unset or empty.
+pub fn text_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    // Read the pointer PostgreSQL maintains; copy once.
+    let raw = unsafe { *setting.as_ptr() };
+    if raw.is_null() {
+        return None;
+    }
+    let value = unsafe { CStr::from_ptr(raw) };
+    if value.is_empty() {
+        None
+    } else {
+        Some(value.to_string_lossy().into_owned())
+    }
+}
+
+/// Change a context variable with superuser context. `local` is `SET LOCAL` semantics.
+/// Callers validate the value first; PostgreSQL still refuses inside a security-restricted
+/// operation (`GUC_NOT_WHILE_SEC_REST`) or a parallel worker.
+pub fn set(name: &CStr, value: &str, local: bool) {
+    let value = CString::new(value).expect("validated context values contain no NUL byte");
+    let action = if local {
+        pg_sys::GucAction::GUC_ACTION_LOCAL
+    } else {
+        pg_sys::GucAction::GUC_ACTION_SET
+    };
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}

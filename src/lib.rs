@@ -1,0 +1,43 @@
+//! tenant_guard: multi-tenant isolation as a property of the database.
+//!
+//! See DESIGN.md for the contract and README.md for the user guide.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod catalog;
+mod context;
+mod error;
+mod event;
+mod gucs;
+mod policy;
+mod sqltypes;
+mod tenant_type;
+mod truncate_guard;
+
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+#[path = "../pgrx-tests/mod.rs"]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    /// The in-database tests run with the library preloaded; the pg_regress and client suites
+    /// run without it (loaded on first use) and with it.
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'tenant_guard'"]
+    }
+}

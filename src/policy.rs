@@ -1,0 +1,663 @@
+//! Row level security generation: ENABLE + FORCE, the permissive policy and the restrictive
+//! fence, the column default from the context, the tenant index, the TRUNCATE guard, and the
+//! registry `tenant_guard.protected_tables`.
+//!
+//! Every entry point pins `search_path = pg_catalog, pg_temp`. DDL runs as the caller (so
+//! PostgreSQL's ownership checks apply); registry writes run as the extension owner. Everything
+//! happens in the caller's statement: an error anywhere leaves nothing half-applied.
+
+use crate::catalog::{self, Column, Table};
+use crate::error::{self, Result};
+use crate::gucs;
+use crate::sqltypes::{Name, RegClass, RegRole};
+use crate::tenant_type::{self, TenantType};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+pub const ISOLATION_POLICY: &str = "tenant_guard_isolation";
+pub const FENCE_POLICY: &str = "tenant_guard_fence";
+pub const TRUNCATE_TRIGGER: &str = "tenant_guard_truncate_guard";
+/// Marks a column default as ours: `(tenant_guard.required_tenant_id(...))::type`.
+const DEFAULT_MARKER: &str = "tenant_guard.required_tenant_id(";
+
+/// How a table came to be protected (recorded in the registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    EnableTenantRls,
+    AutoProtect,
+    ProtectTenantTables,
+    Partition,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::EnableTenantRls => "enable_tenant_rls",
+            Via::AutoProtect => "auto_protect",
+            Via::ProtectTenantTables => "protect_tenant_tables",
+            Via::Partition => "partition",
+        }
+    }
+}
+
+/// What to apply to one table.
+#[derive(Clone, Debug)]
+pub struct Protection {
+    pub column: String,
+    pub create_index: bool,
+    /// Roles of the permissive policy; `None` is PUBLIC.
+    pub to_roles: Option<Vec<pg_sys::Oid>>,
+    pub via: Via,
+}
+
+/// A registry row.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    pub column: String,
+    pub to_roles: Option<Vec<pg_sys::Oid>>,
+    /// The protected ancestor a partition was protected through.
+    pub parent: Option<pg_sys::Oid>,
+    pub previous_default: Option<String>,
+}
+
+pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
+    Spi::connect(|client| {
+        let rows = client
+            .select(
+                "SELECT tenant_column::text, to_roles::oid[], parent::oid, previous_default
+                   FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
+                Some(1),
+                &[relid.into()],
+            )
+            .ok()?;
+        let row = rows.first();
+        Some(Registered {
+            column: row.get(1).ok()??,
+            to_roles: row.get(2).ok()?,
+            parent: row.get(3).ok()?,
+            previous_default: row.get(4).ok()?,
+        })
+    })
+}
+
+pub fn is_excluded(relid: pg_sys::Oid) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables WHERE relid = $1::oid::regclass)",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// The checks every protection path shares: a permanent, ordinary or partitioned table outside
+/// the system schemas, owned by the caller.
+pub fn check_protectable(table: &Table) -> Result<()> {
+    if !table.is_table() {
+        let hint = if table.relkind == 'v' {
+            "Protect the tables it reads from, and set security_invoker = true on the view."
+        } else {
+            "Only ordinary and partitioned tables can be protected."
+        };
+        return Err(error::malformed(
+            format!(
+                "tenant_guard: {} is a {}, not a table",
+                table.qualified(),
+                table.kind_name()
+            ),
+            hint,
+        ));
+    }
+    if table.temporary {
+        return Err(error::malformed(
+            format!(
+                "tenant_guard: {} is a temporary table",
+                quote_identifier(&table.name)
+            ),
+            "Temporary tables are private to one session and are not protected.",
+        ));
+    }
+    if catalog::is_system_schema(&table.schema) {
+        return Err(error::malformed(
+            format!("tenant_guard: {} is in a system schema", table.qualified()),
+            "Only tables in user schemas can be protected.",
+        ));
+    }
+    if !table.owned {
+        return Err(error::forbidden(
+            format!("tenant_guard: must be owner of table {}", table.qualified()),
+            "Run it as the table owner (or a member of the owning role).",
+        ));
+    }
+    Ok(())
+}
+
+/// The tenant column, which must exist and have a supported type.
+pub fn tenant_column(table: &Table, name: &str) -> Result<Column> {
+    if name.is_empty() {
+        return Err(error::malformed(
+            "tenant_guard: tenant_column must not be empty",
+            "Pass the name of the table's tenant column.",
+        ));
+    }
+    let column = Column::lookup(table.oid, name).ok_or_else(|| {
+        error::undefined_column(
+            format!(
+                "tenant_guard: column {} of {} does not exist",
+                quote_identifier(name),
+                table.qualified()
+            ),
+            "Pass tenant_column => the name of the table's tenant column.",
+        )
+    })?;
+    if TenantType::from_oid(column.type_oid).is_none() {
+        return Err(error::malformed(
+            format!(
+                "tenant_guard: tenant column {} of {} has type {}",
+                column.quoted(),
+                table.qualified(),
+                column.type_sql
+            ),
+            format!(
+                "A tenant column must be of type {}.",
+                tenant_type::SUPPORTED
+            ),
+        ));
+    }
+    Ok(column)
+}
+
+/// Protect a table and, if it is partitioned, all its partitions. Idempotent: re-running
+/// replaces the generated objects with identical ones.
+pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
+    check_protectable(table)?;
+    let column = tenant_column(table, &protection.column)?;
+    apply(table, &column, protection, None)?;
+    if table.is_partitioned() {
+        protect_partitions(table, protection, false)?;
+    }
+    Ok(())
+}
+
+/// Protect the partitions of a protected partitioned table (at any depth) with the parent's
+/// settings: all of them, or (`only_new`) those not yet protected through it.
+pub fn protect_partitions(parent: &Table, protection: &Protection, only_new: bool) -> Result<()> {
+    let partitions: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
+                  WHERE relid::oid <> $1 ORDER BY level",
+                None,
+                &[parent.oid.into()],
+            )
+            .map(|rows| {
+                rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let partition_protection = Protection {
+        create_index: false,
+        via: Via::Partition,
+        ..protection.clone()
+    };
+    for oid in partitions {
+        if only_new && registered(oid).is_some_and(|entry| entry.parent == Some(parent.oid)) {
+            continue;
+        }
+        let partition = Table::require(oid)?;
+        check_protectable(&partition)?;
+        let column = tenant_column(&partition, &protection.column)?;
+        apply(&partition, &column, &partition_protection, Some(parent.oid))?;
+    }
+    Ok(())
+}
+
+fn role_list(to_roles: &Option<Vec<pg_sys::Oid>>) -> String {
+    match to_roles {
+        None => "PUBLIC".to_string(),
+        Some(roles) => roles
+            .iter()
+            .map(|oid| {
+                let name =
+                    unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(*oid, false)) };
+                quote_identifier(name.to_string_lossy())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `DROP POLICY` for the generated policies that exist on the table.
+fn drop_generated_policies(table: &Table) -> String {
+    let existing: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT polname::text FROM pg_catalog.pg_policy
+                  WHERE polrelid = $1 AND polname IN ('tenant_guard_isolation', 'tenant_guard_fence')",
+                None,
+                &[table.oid.into()],
+            )
+            .map(|rows| rows.filter_map(|row| row.get::<String>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    existing
+        .iter()
+        .map(|policy| {
+            format!(
+                "DROP POLICY {} ON {};",
+                quote_identifier(policy),
+                table.qualified()
+            )
+        })
+        .collect()
+}
+
+fn current_default(table: &Table, column: &Column) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.pg_get_expr(adbin, adrelid) FROM pg_catalog.pg_attrdef
+          WHERE adrelid = $1 AND adnum = $2",
+        &[table.oid.into(), column.attnum.into()],
+    )
+    .ok()
+    .flatten()
+}
+
+fn has_tenant_index(table: &Table, column: &Column) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index
+                         WHERE indrelid = $1 AND indkey[0] = $2 AND indpred IS NULL)",
+        &[table.oid.into(), column.attnum.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// Apply the generated objects to one table and record it.
+fn apply(
+    table: &Table,
+    column: &Column,
+    protection: &Protection,
+    parent: Option<pg_sys::Oid>,
+) -> Result<()> {
+    unsafe { pg_sys::LockRelationOid(table.oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE) };
+    // Re-read under the lock: the table may have changed while we waited.
+    let table = &Table::require(table.oid)?;
+    let column = &tenant_column(table, &column.name)?;
+
+    let previous_default = match current_default(table, column) {
+        Some(expr) if expr.contains(DEFAULT_MARKER) => {
+            registered(table.oid).and_then(|r| r.previous_default)
+        }
+        other => other,
+    };
+    // Record first: the DDL below fires the event trigger, which skips registered tables.
+    let protected_by = catalog::current_role_name();
+    catalog::as_extension_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO tenant_guard.protected_tables AS p
+                    (relid, tenant_column, tenant_type, to_roles, parent, protected_via,
+                     previous_default, protected_by)
+             VALUES ($1::oid::regclass, $2::name, $3::oid::regtype, $4::oid[]::regrole[],
+                     $5::oid::regclass, $6, $7, $8::name)
+             ON CONFLICT (relid) DO UPDATE
+                SET tenant_column = excluded.tenant_column, tenant_type = excluded.tenant_type,
+                    to_roles = excluded.to_roles, parent = excluded.parent,
+                    protected_via = excluded.protected_via,
+                    previous_default = excluded.previous_default,
+                    protected_by = excluded.protected_by, protected_at = pg_catalog.now()",
+            &[
+                table.oid.into(),
+                column.name.as_str().into(),
+                column.type_oid.into(),
+                protection.to_roles.clone().into(),
+                parent.into(),
+                protection.via.as_str().into(),
+                previous_default.into(),
+                protected_by.as_str().into(),
+            ],
+        )?;
+        Spi::run_with_args(
+            "DELETE FROM tenant_guard.excluded_tables WHERE relid = $1::oid::regclass",
+            &[table.oid.into()],
+        )
+    })
+    .map_err(spi_error)?;
+
+    let name = table.qualified();
+    let col = column.quoted();
+    let typ = TenantType::from_oid(column.type_oid)
+        .map(TenantType::sql_name)
+        .unwrap_or("text");
+    let context = format!(
+        "tenant_guard.required_tenant_id({}, NULL::{typ})",
+        table.regclass_literal()
+    );
+    let predicate = format!("{col} = (SELECT {context})");
+    let mut ddl = format!(
+        "ALTER TABLE ONLY {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY,
+             ALTER COLUMN {col} SET DEFAULT {context};
+         {drop_policies}
+         CREATE POLICY {ISOLATION_POLICY} ON {name} AS PERMISSIVE FOR ALL TO {roles}
+             USING ({predicate}) WITH CHECK ({predicate});
+         CREATE POLICY {FENCE_POLICY} ON {name} AS RESTRICTIVE FOR ALL TO PUBLIC
+             USING ({predicate}) WITH CHECK ({predicate});
+         CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {name}
+             FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.truncate_guard();",
+        roles = role_list(&protection.to_roles),
+        drop_policies = drop_generated_policies(table),
+    );
+    if protection.create_index && !has_tenant_index(table, column) {
+        ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
+    }
+    Spi::run(&ddl).map_err(spi_error)
+}
+
+/// Remove protection from a table and the partitions protected through it.
+pub fn unprotect(table: &Table) -> Result<bool> {
+    let Some(entry) = registered(table.oid) else {
+        return Ok(false);
+    };
+    if let Some(parent) = entry.parent {
+        let parent = Table::lookup(parent)
+            .map(|t| t.qualified())
+            .unwrap_or_default();
+        return Err(error::invalid_state(
+            format!(
+                "tenant_guard: {} is a partition of protected table {parent}",
+                table.qualified()
+            ),
+            format!(
+                "Partitions share their parent's protection: call disable_tenant_rls('{parent}')."
+            ),
+        ));
+    }
+    let children: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT relid::oid FROM tenant_guard.protected_tables WHERE parent = $1::oid::regclass",
+                None,
+                &[table.oid.into()],
+            )
+            .map(|rows| rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    remove(table, &entry)?;
+    for oid in children {
+        if let (Some(child), Some(child_entry)) = (Table::lookup(oid), registered(oid)) {
+            check_protectable(&child)?;
+            remove(&child, &child_entry)?;
+        }
+    }
+    Ok(true)
+}
+
+fn remove(table: &Table, entry: &Registered) -> Result<()> {
+    check_protectable(table)?;
+    unsafe { pg_sys::LockRelationOid(table.oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE) };
+    let name = table.qualified();
+    let mut ddl = drop_generated_policies(table);
+    let has_guard = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2::name)",
+        &[table.oid.into(), TRUNCATE_TRIGGER.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if has_guard {
+        ddl.push_str(&format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {name};"));
+    }
+    if let Some(column) = Column::lookup(table.oid, &entry.column) {
+        if current_default(table, &column).is_some_and(|d| d.contains(DEFAULT_MARKER)) {
+            let col = column.quoted();
+            match &entry.previous_default {
+                Some(previous) => ddl.push_str(&format!(
+                    "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET DEFAULT {previous};"
+                )),
+                None => ddl.push_str(&format!(
+                    "ALTER TABLE ONLY {name} ALTER COLUMN {col} DROP DEFAULT;"
+                )),
+            }
+        }
+    }
+    // Other policies on the table keep it under row level security.
+    let other_policies = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1
+                         AND polname NOT IN ('tenant_guard_isolation', 'tenant_guard_fence'))",
+        &[table.oid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if other_policies {
+        error::notice(format!(
+            "tenant_guard: {name} keeps row level security enabled: it has other policies"
+        ));
+    } else {
+        ddl.push_str(&format!(
+            "ALTER TABLE ONLY {name} NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;"
+        ));
+    }
+    Spi::run(&ddl).map_err(spi_error)?;
+    catalog::as_extension_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
+            &[table.oid.into()],
+        )
+    })
+    .map_err(spi_error)
+}
+
+fn spi_error(e: pgrx::spi::SpiError) -> pgrx::pg_sys::panic::ErrorReport {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("tenant_guard: SPI failed: {e}"),
+        "tenant_guard",
+    )
+}
+
+fn require_regclass(tbl: Option<RegClass>) -> Result<Table> {
+    let Some(tbl) = tbl else {
+        return Err(error::malformed(
+            "tenant_guard: tbl must not be NULL",
+            "Pass a table, e.g. 'app.orders'.",
+        ));
+    };
+    Table::require(tbl.0)
+}
+
+fn resolve_roles(to_roles: Option<Vec<Option<RegRole>>>) -> Result<Option<Vec<pg_sys::Oid>>> {
+    let Some(roles) = to_roles else {
+        return Ok(None);
+    };
+    if roles.is_empty() {
+        return Err(error::malformed(
+            "tenant_guard: to_roles must not be empty",
+            "Pass NULL for PUBLIC, or the roles the permissive policy applies to.",
+        ));
+    }
+    roles
+        .into_iter()
+        .map(|role| {
+            let role = role.ok_or_else(|| {
+                error::malformed(
+                    "tenant_guard: to_roles must not contain NULL",
+                    "Remove the NULL element.",
+                )
+            })?;
+            if unsafe { pg_sys::GetUserNameFromId(role.0, true) }.is_null() {
+                return Err(error::malformed(
+                    format!(
+                        "tenant_guard: role with OID {} does not exist",
+                        role.0.to_u32()
+                    ),
+                    "Pass existing roles, e.g. ARRAY['app']::regrole[].",
+                ));
+            }
+            Ok(role.0)
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Protect a table: ENABLE + FORCE row level security, generated policies, a default from the
+/// context, a tenant index, a TRUNCATE guard; partitions (present and future) get the same.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn enable_tenant_rls(
+    tbl: Option<RegClass>,
+    tenant_column: default!(Option<Name>, "'tenant_id'"),
+    create_index: default!(Option<bool>, true),
+    to_roles: default!(Option<Vec<Option<RegRole>>>, "NULL"),
+) -> Result<()> {
+    let table = require_regclass(tbl)?;
+    let Some(Name(column)) = tenant_column else {
+        return Err(error::malformed(
+            "tenant_guard: tenant_column must not be NULL",
+            "Pass the name of the table's tenant column.",
+        ));
+    };
+    let Some(create_index) = create_index else {
+        return Err(error::malformed(
+            "tenant_guard: create_index must not be NULL",
+            "Pass true or false.",
+        ));
+    };
+    let to_roles = resolve_roles(to_roles)?;
+    if let Some(entry) = registered(table.oid).filter(|e| e.parent.is_some()) {
+        let parent = entry
+            .parent
+            .and_then(Table::lookup)
+            .map(|t| t.qualified())
+            .unwrap_or_default();
+        return Err(error::invalid_state(
+            format!("tenant_guard: {} is protected through its parent {parent}", table.qualified()),
+            format!("Partitions share their parent's protection: change it with enable_tenant_rls('{parent}', ...)."),
+        ));
+    }
+    protect(
+        &table,
+        &Protection {
+            column,
+            create_index,
+            to_roles,
+            via: Via::EnableTenantRls,
+        },
+    )
+}
+
+/// Remove tenant_guard's policies, default, TRUNCATE guard and registry entry from a table and
+/// its partitions. The tenant index stays. Idempotent.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn disable_tenant_rls(tbl: Option<RegClass>) -> Result<()> {
+    let table = require_regclass(tbl)?;
+    check_protectable(&table)?;
+    if !unprotect(&table)? {
+        error::notice(format!(
+            "tenant_guard: {} is not protected; nothing to do",
+            table.qualified()
+        ));
+    }
+    Ok(())
+}
+
+/// Opt a table out of automatic protection (and of protect_tenant_tables). If it is protected,
+/// its protection is removed. enable_tenant_rls on it later opts it back in.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn exclude_table(tbl: Option<RegClass>) -> Result<()> {
+    let table = require_regclass(tbl)?;
+    check_protectable(&table)?;
+    if unprotect(&table)? {
+        error::notice(format!(
+            "tenant_guard: {} was protected; protection removed",
+            table.qualified()
+        ));
+    }
+    let excluded_by = catalog::current_role_name();
+    catalog::as_extension_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO tenant_guard.excluded_tables (relid, excluded_by)
+             VALUES ($1::oid::regclass, $2::name) ON CONFLICT (relid) DO NOTHING",
+            &[table.oid.into(), excluded_by.as_str().into()],
+        )
+    })
+    .map_err(spi_error)
+}
+
+/// Protect every table (in `schema`, or in all user schemas) that has the tenant column
+/// `tenant_guard.tenant_column` and is neither protected nor excluded. Returns the tables it
+/// protected. Partitions are protected through their parents.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn protect_tenant_tables(
+    schema: default!(Option<Name>, "NULL"),
+) -> Result<SetOfIterator<'static, RegClass>> {
+    let schema = schema.map(|Name(s)| s);
+    if let Some(schema) = &schema {
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1::name)",
+            &[schema.as_str().into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if !exists {
+            return Err(error::undefined_schema(format!(
+                "tenant_guard: schema {} does not exist",
+                quote_identifier(schema)
+            )));
+        }
+    }
+    let column = configured_tenant_column()?;
+    let candidates: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT c.oid FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_catalog.pg_attribute a
+                     ON a.attrelid = c.oid AND a.attname = $1::name AND a.attnum > 0 AND NOT a.attisdropped
+                  WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND NOT c.relispartition
+                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant_guard')
+                    AND n.nspname !~ '^pg_(toast|temp)'
+                    AND ($2::name IS NULL OR n.nspname = $2::name)
+                    AND NOT EXISTS (SELECT 1 FROM tenant_guard.protected_tables p WHERE p.relid::oid = c.oid)
+                    AND NOT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables e WHERE e.relid::oid = c.oid)
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                                       AND d.objid = c.oid AND d.deptype = 'e')
+                  ORDER BY n.nspname, c.relname",
+                None,
+                &[column.as_str().into(), schema.clone().into()],
+            )
+            .map(|rows| rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten()).collect())
+            .unwrap_or_default()
+    });
+    let mut protected = Vec::with_capacity(candidates.len());
+    for oid in candidates {
+        let table = Table::require(oid)?;
+        protect(
+            &table,
+            &Protection {
+                column: column.clone(),
+                create_index: true,
+                to_roles: None,
+                via: Via::ProtectTenantTables,
+            },
+        )?;
+        protected.push(RegClass(oid));
+    }
+    Ok(SetOfIterator::new(protected))
+}
+
+/// `tenant_guard.tenant_column`, which must not be empty.
+pub fn configured_tenant_column() -> Result<String> {
+    gucs::text_value(&gucs::TENANT_COLUMN).ok_or_else(|| {
+        error::malformed(
+            "tenant_guard: tenant_guard.tenant_column is empty",
+            "SET tenant_guard.tenant_column = 'tenant_id' (or your tenant column's name).",
+        )
+    })
+}
