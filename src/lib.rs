@@ -2,6 +2,11 @@
 //!
 //! See DESIGN.md for the contract and README.md for the user guide.
 
+// Functions return `Result<T, ErrorReport>`: pgrx raises the report with its own SQLSTATE only
+// when the error type is `ErrorReport` itself (boxing it would turn every error into 22000).
+// Errors are the cold path, so the size of the `Err` variant does not matter.
+#![allow(clippy::result_large_err)]
+
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -25,9 +30,8 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
 #[path = "../pgrx-tests/mod.rs"]
-mod tests;
+mod pgrx_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]
