@@ -1,0 +1,94 @@
+"""pg_dump / pg_restore of a database using the extension keeps the protected tables' policies,
+the registry and the exclusions, without the event trigger protecting anything twice."""
+
+import subprocess
+
+import pytest
+
+SOURCE_SQL = """
+CREATE EXTENSION tenant_guard;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_app;
+CREATE SCHEMA shop AUTHORIZATION tg_owner;
+GRANT USAGE ON SCHEMA shop TO tg_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE tg_owner IN SCHEMA shop GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO tg_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE tg_owner IN SCHEMA shop GRANT USAGE ON SEQUENCES TO tg_app;
+SET ROLE tg_owner;
+CREATE TABLE shop.orders (id bigserial PRIMARY KEY, tenant_id text NOT NULL, item text);
+CREATE TABLE shop.events (tenant_id bigint NOT NULL, at date NOT NULL, v int) PARTITION BY RANGE (at);
+CREATE TABLE shop.events_2026 PARTITION OF shop.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE shop.scratch (id int, tenant_id text);
+RESET ROLE;
+SELECT tenant_guard.exclude_table('shop.scratch');
+SET tenant_guard.auto_protect = off;
+CREATE TABLE shop.members (id int, org uuid);
+SELECT tenant_guard.enable_tenant_rls('shop.members', 'org', to_roles => ARRAY['tg_app']::regrole[]);
+"""
+
+STATE_QUERIES = {
+    "policies": """SELECT c.oid::regclass::text, p.polname, p.polpermissive, p.polroles::regrole[]::text,
+                          pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+                     FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid ORDER BY 1, 2""",
+    "rls": """SELECT oid::regclass::text, relrowsecurity, relforcerowsecurity FROM pg_class
+               WHERE relnamespace = 'shop'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1""",
+    "defaults": """SELECT adrelid::regclass::text, pg_get_expr(adbin, adrelid) FROM pg_attrdef
+                    WHERE adrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'shop'::regnamespace)
+                    ORDER BY 1, 2""",
+    "triggers": """SELECT tgrelid::regclass::text, tgname FROM pg_trigger
+                    WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'shop'::regnamespace)
+                    ORDER BY 1, 2""",
+    "registry": """SELECT relid::text, tenant_column, tenant_type::text, to_roles::text, parent::text, protected_via
+                     FROM tenant_guard.protected_tables ORDER BY 1""",
+    "excluded": "SELECT relid::text FROM tenant_guard.excluded_tables ORDER BY 1",
+}
+
+
+def state(cluster, dbname):
+    with cluster.connect(user="postgres", dbname=dbname) as conn:
+        return {name: conn.execute(sql).fetchall() for name, sql in STATE_QUERIES.items()}
+
+
+def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
+    with plain_cluster.connect(user="postgres", dbname="postgres") as admin:
+        admin.execute("CREATE DATABASE tg_dump_src")
+        admin.execute("CREATE DATABASE tg_dump_dst")
+    with plain_cluster.connect(user="postgres", dbname="tg_dump_src") as conn:
+        conn.execute(SOURCE_SQL)
+    with plain_cluster.connect(dbname="tg_dump_src") as app:
+        for tenant in ("acme", "globex"):
+            with app.transaction():
+                app.execute("SELECT tenant_guard.set_tenant_context(%s)", (tenant,))
+                app.execute("INSERT INTO shop.orders (item) VALUES (%s), (%s)", (f"{tenant}-1", f"{tenant}-2"))
+    before = state(plain_cluster, "tg_dump_src")
+    assert len(before["policies"]) == 2 * 4  # orders, events, events_2026, members
+    assert before["excluded"] == [("shop.scratch",)]
+
+    dump = tmp_path / "src.dump"
+    plain_cluster.run_bin("pg_dump", "-Fc", "-U", "postgres", "-d", "tg_dump_src", "-f", str(dump))
+    restore = plain_cluster.run_bin(
+        "pg_restore", "--exit-on-error", "-U", "postgres", "-d", "tg_dump_dst", str(dump),
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert restore.stderr == "", restore.stderr
+
+    after = state(plain_cluster, "tg_dump_dst")
+    assert after == before
+
+    with plain_cluster.connect(dbname="tg_dump_dst") as app:
+        with app.transaction():
+            app.execute("SELECT tenant_guard.set_tenant_context('acme')")
+            assert app.execute("SELECT tenant_id, item FROM shop.orders ORDER BY item").fetchall() == [
+                ("acme", "acme-1"), ("acme", "acme-2")]
+    # The restored database protects new tables again.
+    with plain_cluster.connect(user="tg_owner", dbname="tg_dump_dst") as owner:
+        owner.execute("CREATE TABLE shop.after_restore (tenant_id text)")
+        assert owner.execute(
+            "SELECT protected_via FROM tenant_guard.protected_tables WHERE relid = 'shop.after_restore'::regclass"
+        ).fetchone() == ("auto_protect",)
+
+
+@pytest.fixture(autouse=True)
+def _drop_databases(plain_cluster):
+    yield
+    with plain_cluster.connect(user="postgres", dbname="postgres") as admin:
+        for db in ("tg_dump_src", "tg_dump_dst"):
+            admin.execute(f"DROP DATABASE IF EXISTS {db}")
