@@ -1,0 +1,32 @@
+# tenant_guard — thin wrappers over scripts/. Every target installs what it needs first.
+.PHONY: help setup demo test lint install bench clean
+
+help:
+	@echo "make demo     build, install and run the narrated walkthrough on a throwaway cluster"
+	@echo "make test     run every test suite (lint, pgrx, pg_regress, client); non-zero on failure"
+	@echo "make lint     cargo fmt --check and cargo clippy -D warnings"
+	@echo "make install  build (release) and install into the system PostgreSQL 15"
+	@echo "make setup    install Debian packages, cargo-pgrx 0.18.1 and pgrx init (idempotent)"
+
+setup:
+	scripts/setup
+
+demo:
+	scripts/demo
+
+test:
+	scripts/test
+
+lint:
+	scripts/setup
+	scripts/test lint
+
+install:
+	scripts/setup
+	cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config
+
+bench:
+	@echo "make bench arrives with the benchmark issue" >&2; exit 1
+
+clean:
+	cargo clean
