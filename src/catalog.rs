@@ -1,8 +1,54 @@
 //! Catalog lookups shared by policy generation and the event trigger.
 
 use crate::error::{self, Result};
+use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
 use pgrx::pg_sys;
-use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier, Spi};
+use pgrx::spi::{
+    quote_identifier, quote_literal, quote_qualified_identifier, Spi, SpiError, SpiResult,
+    SpiTupleTable,
+};
+
+/// The first column of every row `sql` returns (NULLs skipped). An SPI error is raised: a
+/// failed lookup must never read as "nothing to protect".
+pub fn select_column<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Vec<T> {
+    Spi::connect(|client| {
+        client
+            .select(sql, None, args)?
+            .filter_map(|row| row.get::<T>(1).transpose())
+            .collect::<SpiResult<Vec<T>>>()
+    })
+    .unwrap_or_else(|e| error::raise(error::internal(e)))
+}
+
+/// The value of a query that returns at most one row and one column; `None` for no row or NULL.
+pub fn select_value<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
+    match Spi::get_one_with_args::<T>(sql, args) {
+        Ok(value) => value,
+        Err(SpiError::InvalidPosition) => None,
+        Err(e) => error::raise(error::internal(e)),
+    }
+}
+
+/// Whether `SELECT EXISTS (...)` is true.
+pub fn select_exists(sql: &str, args: &[DatumWithOid<'_>]) -> bool {
+    select_value::<bool>(sql, args).unwrap_or(false)
+}
+
+/// Read the first row of `sql` with `read`; `None` when there is no row.
+pub fn select_row<R>(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    read: impl FnOnce(&SpiTupleTable) -> SpiResult<R>,
+) -> Option<R> {
+    Spi::connect(|client| {
+        let rows = client.select(sql, Some(1), args)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        read(&rows.first()).map(Some)
+    })
+    .unwrap_or_else(|e| error::raise(error::internal(e)))
+}
 
 /// A relation as the catalog describes it at the time of the lookup.
 #[derive(Debug, Clone)]
@@ -28,35 +74,33 @@ pub fn is_system_schema(schema: &str) -> bool {
 
 impl Table {
     pub fn lookup(oid: pg_sys::Oid) -> Option<Table> {
-        Spi::connect(|client| {
-            let rows = client
-                .select(
-                    "SELECT n.nspname::text, c.relname::text, c.relkind::text,
-                            c.relpersistence = 't', c.relispartition,
-                            pg_catalog.pg_has_role(c.relowner, 'USAGE'),
-                            EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                                       AND d.objid = c.oid AND d.deptype = 'e')
-                       FROM pg_catalog.pg_class c
-                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                      WHERE c.oid = $1",
-                    Some(1),
-                    &[oid.into()],
-                )
-                .ok()?;
-            let row = rows.first();
-            let schema: String = row.get(1).ok()??;
-            Some(Table {
-                oid,
-                schema,
-                name: row.get(2).ok()??,
-                relkind: row.get::<String>(3).ok()??.chars().next()?,
-                temporary: row.get(4).ok()??,
-                is_partition: row.get(5).ok()??,
-                owned: row.get(6).ok()??,
-                extension_member: row.get(7).ok()??,
-            })
-        })
+        select_row(
+            "SELECT n.nspname::text, c.relname::text, c.relkind::text,
+                    c.relpersistence = 't', c.relispartition,
+                    pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = $1",
+            &[oid.into()],
+            |row| {
+                Ok(Table {
+                    oid,
+                    schema: row.get::<String>(1)?.unwrap_or_default(),
+                    name: row.get::<String>(2)?.unwrap_or_default(),
+                    relkind: row
+                        .get::<String>(3)?
+                        .and_then(|k| k.chars().next())
+                        .unwrap_or('?'),
+                    temporary: row.get::<bool>(4)?.unwrap_or(false),
+                    is_partition: row.get::<bool>(5)?.unwrap_or(false),
+                    owned: row.get::<bool>(6)?.unwrap_or(false),
+                    extension_member: row.get::<bool>(7)?.unwrap_or(false),
+                })
+            },
+        )
     }
 
     /// The table, or 42P01 naming the OID.
@@ -111,25 +155,21 @@ pub struct Column {
 
 impl Column {
     pub fn lookup(table: pg_sys::Oid, name: &str) -> Option<Column> {
-        Spi::connect(|client| {
-            let rows = client
-                .select(
-                    "SELECT a.attnum, a.atttypid, pg_catalog.format_type(a.atttypid, NULL)
-                       FROM pg_catalog.pg_attribute a
-                      WHERE a.attrelid = $1 AND a.attname = $2::pg_catalog.name
-                        AND a.attnum > 0 AND NOT a.attisdropped",
-                    Some(1),
-                    &[table.into(), name.into()],
-                )
-                .ok()?;
-            let row = rows.first();
-            Some(Column {
-                name: name.to_string(),
-                attnum: row.get(1).ok()??,
-                type_oid: row.get(2).ok()??,
-                type_sql: row.get(3).ok()??,
-            })
-        })
+        select_row(
+            "SELECT a.attnum, a.atttypid, pg_catalog.format_type(a.atttypid, NULL)
+               FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = $1 AND a.attname = $2::pg_catalog.name
+                AND a.attnum > 0 AND NOT a.attisdropped",
+            &[table.into(), name.into()],
+            |row| {
+                Ok(Column {
+                    name: name.to_string(),
+                    attnum: row.get::<i16>(1)?.unwrap_or_default(),
+                    type_oid: row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+                    type_sql: row.get::<String>(3)?.unwrap_or_default(),
+                })
+            },
+        )
     }
 
     pub fn quoted(&self) -> String {
@@ -139,11 +179,10 @@ impl Column {
 
 /// The role that owns the extension: registry writes run as this role.
 pub fn extension_owner() -> pg_sys::Oid {
-    Spi::get_one::<pg_sys::Oid>(
+    select_value::<pg_sys::Oid>(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'tenant_guard'",
+        &[],
     )
-    .ok()
-    .flatten()
     .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID))
 }
 

@@ -70,6 +70,15 @@ pub fn invalid_state(message: impl Into<String>, hint: impl Into<String>) -> Err
     )
 }
 
+/// XX000: an SPI call failed in a way no user input explains (a bug, not bad input).
+pub fn internal(error: pgrx::spi::SpiError) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("tenant_guard: SPI failed: {error}"),
+        None,
+    )
+}
+
 /// Raise a report from code that cannot return a `Result` (triggers, event triggers).
 pub fn raise(report: ErrorReport) -> ! {
     report.report(pgrx::PgLogLevel::ERROR);

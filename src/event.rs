@@ -26,20 +26,11 @@ fn on_ddl_command_end() {
     if unsafe { pg_sys::creating_extension } {
         return;
     }
-    let relations: Vec<pg_sys::Oid> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-                  WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid = 0",
-                None,
-                &[],
-            )
-            .map(|rows| {
-                rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
-                    .collect()
-            })
-            .unwrap_or_default()
-    });
+    let relations = catalog::select_column::<pg_sys::Oid>(
+        "SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+          WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid = 0",
+        &[],
+    );
     for oid in relations {
         let Some(table) = Table::lookup(oid) else {
             continue;
@@ -110,16 +101,14 @@ fn protection_of(entry: &policy::Registered) -> Protection {
 
 /// The protected ancestor whose settings a partition inherits (the top of the protected chain).
 fn protected_root(partition: pg_sys::Oid) -> Option<Table> {
-    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+    let oid = catalog::select_value::<pg_sys::Oid>(
         "SELECT COALESCE(p.parent, p.relid)::oid
            FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) WITH ORDINALITY a(relid, depth)
            JOIN tenant_guard.protected_tables p ON p.relid::oid = a.relid::oid
           WHERE a.relid::oid <> $1
           ORDER BY a.depth LIMIT 1",
         &[partition.into()],
-    )
-    .ok()
-    .flatten()?;
+    )?;
     Table::lookup(oid)
 }
 

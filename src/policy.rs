@@ -6,7 +6,7 @@
 //! PostgreSQL's ownership checks apply); registry writes run as the extension owner. Everything
 //! happens in the caller's statement: an error anywhere leaves nothing half-applied.
 
-use crate::catalog::{self, Column, Table};
+use crate::catalog::{self, select_column, select_exists, select_row, select_value, Column, Table};
 use crate::error::{self, Result};
 use crate::gucs;
 use crate::sqltypes::{Name, RegClass, RegRole};
@@ -17,7 +17,7 @@ use pgrx::spi::quote_identifier;
 pub const ISOLATION_POLICY: &str = "tenant_guard_isolation";
 pub const FENCE_POLICY: &str = "tenant_guard_fence";
 pub const TRUNCATE_TRIGGER: &str = "tenant_guard_truncate_guard";
-/// Marks a column default as ours: `(tenant_guard.required_tenant_id(...))::type`.
+/// Marks a column default as ours: `tenant_guard.required_tenant_id(tbl, NULL::<type>)`.
 const DEFAULT_MARKER: &str = "tenant_guard.required_tenant_id(";
 
 /// How a table came to be protected (recorded in the registry).
@@ -61,33 +61,26 @@ pub struct Registered {
 }
 
 pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
-    Spi::connect(|client| {
-        let rows = client
-            .select(
-                "SELECT tenant_column::text, to_roles::oid[], parent::oid, previous_default
-                   FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
-                Some(1),
-                &[relid.into()],
-            )
-            .ok()?;
-        let row = rows.first();
-        Some(Registered {
-            column: row.get(1).ok()??,
-            to_roles: row.get(2).ok()?,
-            parent: row.get(3).ok()?,
-            previous_default: row.get(4).ok()?,
-        })
-    })
+    select_row(
+        "SELECT tenant_column::text, to_roles::oid[], parent::oid, previous_default
+           FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
+        &[relid.into()],
+        |row| {
+            Ok(Registered {
+                column: row.get::<String>(1)?.unwrap_or_default(),
+                to_roles: row.get(2)?,
+                parent: row.get(3)?,
+                previous_default: row.get(4)?,
+            })
+        },
+    )
 }
 
 pub fn is_excluded(relid: pg_sys::Oid) -> bool {
-    Spi::get_one_with_args::<bool>(
+    select_exists(
         "SELECT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables WHERE relid = $1::oid::regclass)",
         &[relid.into()],
     )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
 }
 
 /// The checks every protection path shares: a permanent, ordinary or partitioned table outside
@@ -182,20 +175,11 @@ pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
 /// Protect the partitions of a protected partitioned table (at any depth) with the parent's
 /// settings: all of them, or (`only_new`) those not yet protected through it.
 pub fn protect_partitions(parent: &Table, protection: &Protection, only_new: bool) -> Result<()> {
-    let partitions: Vec<pg_sys::Oid> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
-                  WHERE relid::oid <> $1 ORDER BY level",
-                None,
-                &[parent.oid.into()],
-            )
-            .map(|rows| {
-                rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten())
-                    .collect()
-            })
-            .unwrap_or_default()
-    });
+    let partitions = select_column::<pg_sys::Oid>(
+        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
+          WHERE relid::oid <> $1 ORDER BY level",
+        &[parent.oid.into()],
+    );
     let partition_protection = Protection {
         create_index: false,
         via: Via::Partition,
@@ -230,48 +214,36 @@ fn role_list(to_roles: &Option<Vec<pg_sys::Oid>>) -> String {
 
 /// `DROP POLICY` for the generated policies that exist on the table.
 fn drop_generated_policies(table: &Table) -> String {
-    let existing: Vec<String> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT polname::text FROM pg_catalog.pg_policy
-                  WHERE polrelid = $1 AND polname IN ('tenant_guard_isolation', 'tenant_guard_fence')",
-                None,
-                &[table.oid.into()],
-            )
-            .map(|rows| rows.filter_map(|row| row.get::<String>(1).ok().flatten()).collect())
-            .unwrap_or_default()
-    });
-    existing
-        .iter()
-        .map(|policy| {
-            format!(
-                "DROP POLICY {} ON {};",
-                quote_identifier(policy),
-                table.qualified()
-            )
-        })
-        .collect()
+    select_column::<String>(
+        "SELECT polname::text FROM pg_catalog.pg_policy
+          WHERE polrelid = $1 AND polname IN ('tenant_guard_isolation', 'tenant_guard_fence')",
+        &[table.oid.into()],
+    )
+    .iter()
+    .map(|policy| {
+        format!(
+            "DROP POLICY {} ON {};",
+            quote_identifier(policy),
+            table.qualified()
+        )
+    })
+    .collect()
 }
 
 fn current_default(table: &Table, column: &Column) -> Option<String> {
-    Spi::get_one_with_args::<String>(
+    select_value(
         "SELECT pg_catalog.pg_get_expr(adbin, adrelid) FROM pg_catalog.pg_attrdef
           WHERE adrelid = $1 AND adnum = $2",
         &[table.oid.into(), column.attnum.into()],
     )
-    .ok()
-    .flatten()
 }
 
 fn has_tenant_index(table: &Table, column: &Column) -> bool {
-    Spi::get_one_with_args::<bool>(
+    select_exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index
                          WHERE indrelid = $1 AND indkey[0] = $2 AND indpred IS NULL)",
         &[table.oid.into(), column.attnum.into()],
     )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
 }
 
 /// Apply the generated objects to one table and record it.
@@ -323,7 +295,7 @@ fn apply(
             &[table.oid.into()],
         )
     })
-    .map_err(spi_error)?;
+    .map_err(error::internal)?;
 
     let name = table.qualified();
     let col = column.quoted();
@@ -351,7 +323,21 @@ fn apply(
     if protection.create_index && !has_tenant_index(table, column) {
         ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
     }
-    Spi::run(&ddl).map_err(spi_error)
+    Spi::run(&ddl).map_err(error::internal)
+}
+
+/// 55000 for a partition protected through `parent`: it cannot be changed on its own.
+fn protected_through(table: &Table, parent: pg_sys::Oid) -> pg_sys::panic::ErrorReport {
+    let parent = Table::lookup(parent)
+        .map(|t| t.qualified())
+        .unwrap_or_default();
+    error::invalid_state(
+        format!(
+            "tenant_guard: {} is a partition of protected table {parent}",
+            table.qualified()
+        ),
+        format!("Partitions share their parent's protection: change or remove it on {parent}."),
+    )
 }
 
 /// Remove protection from a table and the partitions protected through it.
@@ -360,29 +346,12 @@ pub fn unprotect(table: &Table) -> Result<bool> {
         return Ok(false);
     };
     if let Some(parent) = entry.parent {
-        let parent = Table::lookup(parent)
-            .map(|t| t.qualified())
-            .unwrap_or_default();
-        return Err(error::invalid_state(
-            format!(
-                "tenant_guard: {} is a partition of protected table {parent}",
-                table.qualified()
-            ),
-            format!(
-                "Partitions share their parent's protection: call disable_tenant_rls('{parent}')."
-            ),
-        ));
+        return Err(protected_through(table, parent));
     }
-    let children: Vec<pg_sys::Oid> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT relid::oid FROM tenant_guard.protected_tables WHERE parent = $1::oid::regclass",
-                None,
-                &[table.oid.into()],
-            )
-            .map(|rows| rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten()).collect())
-            .unwrap_or_default()
-    });
+    let children = select_column::<pg_sys::Oid>(
+        "SELECT relid::oid FROM tenant_guard.protected_tables WHERE parent = $1::oid::regclass",
+        &[table.oid.into()],
+    );
     remove(table, &entry)?;
     for oid in children {
         if let (Some(child), Some(child_entry)) = (Table::lookup(oid), registered(oid)) {
@@ -398,13 +367,10 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
     unsafe { pg_sys::LockRelationOid(table.oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE) };
     let name = table.qualified();
     let mut ddl = drop_generated_policies(table);
-    let has_guard = Spi::get_one_with_args::<bool>(
+    let has_guard = select_exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2::name)",
         &[table.oid.into(), TRUNCATE_TRIGGER.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
+    );
     if has_guard {
         ddl.push_str(&format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {name};"));
     }
@@ -422,14 +388,11 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
         }
     }
     // Other policies on the table keep it under row level security.
-    let other_policies = Spi::get_one_with_args::<bool>(
+    let other_policies = select_exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1
                          AND polname NOT IN ('tenant_guard_isolation', 'tenant_guard_fence'))",
         &[table.oid.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
+    );
     if other_policies {
         error::notice(format!(
             "tenant_guard: {name} keeps row level security enabled: it has other policies"
@@ -439,22 +402,14 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
             "ALTER TABLE ONLY {name} NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY;"
         ));
     }
-    Spi::run(&ddl).map_err(spi_error)?;
+    Spi::run(&ddl).map_err(error::internal)?;
     catalog::as_extension_owner(|| {
         Spi::run_with_args(
             "DELETE FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
             &[table.oid.into()],
         )
     })
-    .map_err(spi_error)
-}
-
-fn spi_error(e: pgrx::spi::SpiError) -> pgrx::pg_sys::panic::ErrorReport {
-    pgrx::pg_sys::panic::ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("tenant_guard: SPI failed: {e}"),
-        "tenant_guard",
-    )
+    .map_err(error::internal)
 }
 
 fn require_regclass(tbl: Option<RegClass>) -> Result<Table> {
@@ -525,16 +480,8 @@ pub fn enable_tenant_rls(
         ));
     };
     let to_roles = resolve_roles(to_roles)?;
-    if let Some(entry) = registered(table.oid).filter(|e| e.parent.is_some()) {
-        let parent = entry
-            .parent
-            .and_then(Table::lookup)
-            .map(|t| t.qualified())
-            .unwrap_or_default();
-        return Err(error::invalid_state(
-            format!("tenant_guard: {} is protected through its parent {parent}", table.qualified()),
-            format!("Partitions share their parent's protection: change it with enable_tenant_rls('{parent}', ...)."),
-        ));
+    if let Some(parent) = registered(table.oid).and_then(|entry| entry.parent) {
+        return Err(protected_through(&table, parent));
     }
     protect(
         &table,
@@ -584,7 +531,7 @@ pub fn exclude_table(tbl: Option<RegClass>) -> Result<()> {
             &[table.oid.into(), excluded_by.as_str().into()],
         )
     })
-    .map_err(spi_error)
+    .map_err(error::internal)
 }
 
 /// Protect every table (in `schema`, or in all user schemas) that has the tenant column
@@ -597,13 +544,10 @@ pub fn protect_tenant_tables(
 ) -> Result<SetOfIterator<'static, RegClass>> {
     let schema = schema.map(|Name(s)| s);
     if let Some(schema) = &schema {
-        let exists = Spi::get_one_with_args::<bool>(
+        let exists = select_exists(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1::name)",
             &[schema.as_str().into()],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(false);
+        );
         if !exists {
             return Err(error::undefined_schema(format!(
                 "tenant_guard: schema {} does not exist",
@@ -612,9 +556,7 @@ pub fn protect_tenant_tables(
         }
     }
     let column = configured_tenant_column()?;
-    let candidates: Vec<pg_sys::Oid> = Spi::connect(|client| {
-        client
-            .select(
+    let candidates = select_column::<pg_sys::Oid>(
                 "SELECT c.oid FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                    JOIN pg_catalog.pg_attribute a
@@ -629,12 +571,8 @@ pub fn protect_tenant_tables(
                                      WHERE d.classid = 'pg_catalog.pg_class'::regclass
                                        AND d.objid = c.oid AND d.deptype = 'e')
                   ORDER BY n.nspname, c.relname",
-                None,
                 &[column.as_str().into(), schema.clone().into()],
-            )
-            .map(|rows| rows.filter_map(|row| row.get::<pg_sys::Oid>(1).ok().flatten()).collect())
-            .unwrap_or_default()
-    });
+    );
     let mut protected = Vec::with_capacity(candidates.len());
     for oid in candidates {
         let table = Table::require(oid)?;
