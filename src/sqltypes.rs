@@ -12,6 +12,36 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 };
 use std::ffi::CStr;
 
+/// Function arguments decode through `FromDatum`; SQL NULL is `None`.
+macro_rules! arg_abi_via_from_datum {
+    ($name:ident) => {
+        unsafe impl<'fcx> ArgAbi<'fcx> for $name {
+            unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+                let index = arg.index();
+                arg.unbox_arg_using_from_datum()
+                    .unwrap_or_else(|| panic!("argument {index} must not be null"))
+            }
+            unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+                arg.unbox_arg_using_from_datum().into()
+            }
+        }
+    };
+}
+
+/// The SQL spelling of an argument and return type.
+macro_rules! sql_type {
+    ($name:ident, $sql:literal) => {
+        unsafe impl SqlTranslatable for $name {
+            const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!($name);
+            const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+            const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
+                Ok(SqlMappingRef::literal($sql));
+            const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+                Ok(ReturnsRef::One(SqlMappingRef::literal($sql)));
+        }
+    };
+}
+
 macro_rules! oid_newtype {
     ($name:ident, $type_oid:expr, $sql:literal) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,31 +76,14 @@ macro_rules! oid_newtype {
             }
         }
 
-        unsafe impl<'fcx> ArgAbi<'fcx> for $name {
-            unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-                let index = arg.index();
-                arg.unbox_arg_using_from_datum()
-                    .unwrap_or_else(|| panic!("argument {index} must not be null"))
-            }
-            unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-                arg.unbox_arg_using_from_datum().into()
-            }
-        }
-
         unsafe impl BoxRet for $name {
             unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
                 fcinfo.return_raw_datum(pg_sys::Datum::from(self.0))
             }
         }
 
-        unsafe impl SqlTranslatable for $name {
-            const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!($name);
-            const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-            const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> =
-                Ok(SqlMappingRef::literal($sql));
-            const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-                Ok(ReturnsRef::One(SqlMappingRef::literal($sql)));
-        }
+        arg_abi_via_from_datum!($name);
+        sql_type!($name, $sql);
     };
 }
 
@@ -106,21 +119,5 @@ unsafe impl UnboxDatum for Name {
     }
 }
 
-unsafe impl<'fcx> ArgAbi<'fcx> for Name {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        let index = arg.index();
-        arg.unbox_arg_using_from_datum()
-            .unwrap_or_else(|| panic!("argument {index} must not be null"))
-    }
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        arg.unbox_arg_using_from_datum().into()
-    }
-}
-
-unsafe impl SqlTranslatable for Name {
-    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(Name);
-    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
-    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("name"));
-    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
-        Ok(ReturnsRef::One(SqlMappingRef::literal("name")));
-}
+arg_abi_via_from_datum!(Name);
+sql_type!(Name, "name");
