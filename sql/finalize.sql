@@ -26,20 +26,23 @@ CREATE EVENT TRIGGER tenant_guard_protect_new_tables ON ddl_command_end
 CREATE EVENT TRIGGER tenant_guard_forget_dropped_tables ON sql_drop
     EXECUTE FUNCTION tenant_guard.on_sql_drop();
 
--- Privileges. Nothing is executable by PUBLIC unless it can only read the caller's own
--- context or only fail closed. Grant the rest deliberately (see README):
+-- Privileges. Functions that set a context or change protection are revoked from PUBLIC and
+-- granted deliberately (see README), e.g.
 --   GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO app;
+-- The others (accessors, clear_tenant_context, required_tenant_id, truncate_guard) keep the
+-- default ACL, EXECUTE for PUBLIC: they only read the caller's own context or fail closed, and
+-- every role that queries a protected table must be able to run required_tenant_id. Leaving the
+-- ACL at its default (NULL) also keeps the EXECUTE check that runs at every executor start cheap.
+-- tests/pg_regress/sql/setup.sql lists who can execute what: a new function shows up there.
 GRANT USAGE ON SCHEMA tenant_guard TO PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tenant_guard FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    tenant_guard.current_tenant_id(),
-    tenant_guard.current_user_id(),
-    tenant_guard.current_tenant_role(),
-    tenant_guard.current_trace_id(),
-    tenant_guard.tenant_context(),
-    tenant_guard.required_tenant_id(regclass, anyelement),
-    tenant_guard.clear_tenant_context(),
-    tenant_guard.truncate_guard()
-TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+    tenant_guard.set_tenant_context(text, text, text, text, boolean),
+    tenant_guard.enable_tenant_rls(regclass, name, boolean, regrole[]),
+    tenant_guard.disable_tenant_rls(regclass),
+    tenant_guard.exclude_table(regclass),
+    tenant_guard.protect_tenant_tables(name),
+    tenant_guard.on_ddl_command_end(),
+    tenant_guard.on_sql_drop()
+FROM PUBLIC;
 REVOKE ALL ON tenant_guard.protected_tables, tenant_guard.excluded_tables FROM PUBLIC;
 GRANT SELECT ON tenant_guard.protected_tables, tenant_guard.excluded_tables TO PUBLIC;

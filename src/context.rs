@@ -8,12 +8,11 @@
 use crate::catalog::Table;
 use crate::error::{self, Result};
 use crate::gucs;
+use crate::jsonb::{Jsonb, ObjectBuilder};
 use crate::sqltypes::RegClass;
 use crate::tenant_type::TenantType;
 use pgrx::datum::AnyElement;
 use pgrx::prelude::*;
-use pgrx::JsonB;
-use serde_json::json;
 
 /// Longest accepted context value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 255;
@@ -80,13 +79,18 @@ fn refuse_tenant_switch(tenant_id: &str) -> Result<()> {
     }
 }
 
-fn context_json(
-    tenant_id: Option<String>,
-    user_id: Option<String>,
-    role: Option<String>,
-    trace_id: Option<String>,
-) -> serde_json::Value {
-    json!({ "tenant_id": tenant_id, "user_id": user_id, "role": role, "trace_id": trace_id })
+/// `{"tenant_id", "user_id", "role", "trace_id"}`, NULL where unset.
+fn context_object<'a>(
+    tenant_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    role: Option<&'a str>,
+    trace_id: Option<&'a str>,
+) -> ObjectBuilder<'a> {
+    ObjectBuilder::new()
+        .text("tenant_id", tenant_id)
+        .text("user_id", user_id)
+        .text("role", role)
+        .text("trace_id", trace_id)
 }
 
 /// Set the tenant context. Transaction-local by default; session scope on request.
@@ -97,7 +101,7 @@ pub fn set_tenant_context(
     role: default!(Option<&str>, "NULL"),
     trace_id: default!(Option<&str>, "NULL"),
     is_local: default!(Option<bool>, true),
-) -> Result<JsonB> {
+) -> Result<Jsonb> {
     let Some(tenant_id) = tenant_id else {
         return Err(error::malformed(
             "tenant_guard: tenant_id must not be NULL",
@@ -132,20 +136,32 @@ pub fn set_tenant_context(
         );
     }
 
-    gucs::set(gucs::TENANT_ID, tenant_id, is_local);
-    gucs::set(gucs::USER_ID, user, is_local);
-    gucs::set(gucs::TENANT_ROLE, tenant_role, is_local);
-    gucs::set(gucs::TRACE_ID, trace, is_local);
-    gucs::set(gucs::BOUND_TENANT_ID, tenant_id, true);
-
-    let mut context = context_json(
-        Some(tenant_id.to_string()),
-        user_id.map(str::to_string),
-        role.map(str::to_string),
-        trace_id.map(str::to_string),
+    // A transaction-local set of the value a variable already holds changes nothing, now or at
+    // COMMIT/ROLLBACK, so it is skipped (usually the unused user_id, role and trace_id).
+    let set = |name, setting, value: &str, local: bool| {
+        if !(local && gucs::holds(setting, value)) {
+            gucs::set(name, value, local);
+        }
+    };
+    set(gucs::TENANT_ID, &gucs::TENANT_ID_VALUE, tenant_id, is_local);
+    set(gucs::USER_ID, &gucs::USER_ID_VALUE, user, is_local);
+    set(
+        gucs::TENANT_ROLE,
+        &gucs::TENANT_ROLE_VALUE,
+        tenant_role,
+        is_local,
     );
-    context["is_local"] = json!(is_local);
-    Ok(JsonB(context))
+    set(gucs::TRACE_ID, &gucs::TRACE_ID_VALUE, trace, is_local);
+    set(
+        gucs::BOUND_TENANT_ID,
+        &gucs::BOUND_TENANT_ID_VALUE,
+        tenant_id,
+        true,
+    );
+
+    Ok(context_object(Some(tenant_id), user_id, role, trace_id)
+        .boolean("is_local", is_local)
+        .finish())
 }
 
 /// Drop the context (session and transaction scope). Always allowed: it only fails closed.
@@ -183,13 +199,20 @@ pub fn current_trace_id() -> Option<String> {
 
 /// The whole context as jsonb, for observability. Keys are present with NULL when unset.
 #[pg_extern(stable, parallel_safe)]
-pub fn tenant_context() -> JsonB {
-    JsonB(context_json(
+pub fn tenant_context() -> Jsonb {
+    let (tenant_id, user_id, role, trace_id) = (
         current_tenant_id(),
         current_user_id(),
         current_tenant_role(),
         current_trace_id(),
-    ))
+    );
+    context_object(
+        tenant_id.as_deref(),
+        user_id.as_deref(),
+        role.as_deref(),
+        trace_id.as_deref(),
+    )
+    .finish()
 }
 
 /// What a generated policy compares the tenant column with, typed like `tenant_type` (a

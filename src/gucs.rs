@@ -142,6 +142,17 @@ pub fn text_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
     }
 }
 
+/// Whether a string setting currently holds `value` (unset counts as `""`), without copying it.
+pub fn holds(setting: &GucSetting<Option<CString>>, value: &str) -> bool {
+    let raw = unsafe { *setting.as_ptr() };
+    let current = if raw.is_null() {
+        &[][..]
+    } else {
+        unsafe { CStr::from_ptr(raw) }.to_bytes()
+    };
+    current == value.as_bytes()
+}
+
 /// Change a context variable with superuser context. `local` is `SET LOCAL` semantics.
 /// Callers validate the value first; PostgreSQL still refuses inside a security-restricted
 /// operation (`GUC_NOT_WHILE_SEC_REST`) or a parallel worker.

@@ -16,6 +16,7 @@ mod context;
 mod error;
 mod event;
 mod gucs;
+mod jsonb;
 mod policy;
 mod sqltypes;
 mod tenant_type;

@@ -65,6 +65,16 @@ SELECT tenant_guard.set_tenant_context('acme', is_local => false) IS NOT NULL AS
 ROLLBACK;
 SELECT tenant_guard.current_tenant_id() IS NULL AS session_set_rolled_back;
 
+-- A transaction-local call replaces the whole context for the transaction (fields it omits are
+-- NULL), and the session context is back after it.
+SELECT tenant_guard.set_tenant_context('acme', 'bob', 'viewer', is_local => false) IS NOT NULL AS set;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme', trace_id => 't-9') IS NOT NULL AS set;
+SELECT tenant_guard.tenant_context() AS in_transaction;
+COMMIT;
+SELECT tenant_guard.tenant_context() AS after_commit;
+SELECT tenant_guard.clear_tenant_context();
+
 -- A transaction-local call outside a transaction block warns (25P01): it ends with the statement.
 SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
 \set VERBOSITY sqlstate
