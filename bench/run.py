@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""make bench: the cost of tenant isolation, as ratios measured side by side in one run.
+
+Starts a throwaway cluster (library preloaded, autovacuum off, a CHECKPOINT before every run), loads the data set (bench/schema.sql), runs every
+script once to warm the caches (discarded), then runs each pair of pgbench workloads interleaved
+for ROUNDS rounds, alternating which side goes first (so drift favours neither), takes the
+median transactions per second of each side and prints one markdown table:
+ratio = baseline tps / guarded tps, the cost of the guard (1.00 = free; below 1 = cheaper).
+Writes the same to target/bench/results.{md,json}.
+
+Settings (environment): BENCH_ROWS (1000000), BENCH_TENANTS (1000), BENCH_SECONDS (12),
+BENCH_ROUNDS (5), BENCH_WARMUP (3 seconds per script), BENCH_CLIENTS (2), BENCH_OUT (target/bench), BENCH_STRICT (exit 1 when a
+row misses its target).
+Uses only the standard library, psql and pgbench.
+"""
+
+import datetime
+import json
+import os
+import pathlib
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+DBNAME = "tenant_guard_bench"
+
+# name, baseline script and role, guarded script and role, target ratio, what it shows
+PAIRS = [
+    ("1. point lookup by primary key", "point_baseline", "bench_ops", "point_guarded", "bench_app", 1.05,
+     "BYPASSRLS + explicit tenant filter vs app role under the policies"),
+    ("2. tenant scan (count/sum of one tenant)", "scan_baseline", "bench_ops", "scan_guarded", "bench_app", 1.10,
+     "BYPASSRLS + explicit tenant filter vs app role under the policies"),
+    ("3. policy on a query the index cannot serve", "handwritten_policy", "bench_app", "guarded_policy", "bench_app", 1.00,
+     "hand-written current_setting() policy vs tenant_guard's (per-row vs once per query)"),
+    ("4. context per transaction + point lookup", "context_baseline", "bench_ops", "context_guarded", "bench_tx", 1.10,
+     "set_config('app.tenant_id') + explicit filter vs set_tenant_context() + policies"),
+    ("5. single-row insert", "insert_baseline", "bench_app", "insert_guarded", "bench_app", 1.10,
+     "plain table vs protected table (default from context + WITH CHECK)"),
+]
+
+
+def setting(name, default):
+    return int(os.environ.get(name, default))
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, check=True, text=True, **kwargs)
+
+
+class Cluster:
+    def __init__(self):
+        base = pathlib.Path(tempfile.mkdtemp(prefix="tenant_guard-bench-"))
+        base.chmod(0o755)
+        self.directory = base / "pg"
+        # Background work is not what is measured: no autovacuum, no timed checkpoints (a
+        # CHECKPOINT precedes every measured run instead).
+        conf = ["autovacuum = off", "checkpoint_timeout = 1h", "max_wal_size = 8GB"]
+        args = [str(REPO / "scripts" / "cluster"), "start", str(self.directory), "--preload"]
+        for line in conf:
+            args += ["--conf", line]
+        run(args, stdout=subprocess.DEVNULL)
+        pairs = (self.directory / "env").read_text().split()[1:]
+        self.env = dict(os.environ, **dict(item.split("=", 1) for item in pairs))
+
+    def psql(self, *args, dbname=DBNAME, **kwargs):
+        return run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname, *args],
+                   env=self.env, **kwargs)
+
+    def stop(self):
+        subprocess.run([str(REPO / "scripts" / "cluster"), "stop", str(self.directory), "--remove"])
+
+
+def pgbench(cluster, script, role, seconds, clients, variables):
+    cluster.psql("-c", "CHECKPOINT")
+    args = [str(PG_BIN / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
+            "-T", str(seconds), "-U", role, "-f", str(BENCH / f"{script}.sql"), DBNAME]
+    for name, value in variables.items():
+        args[1:1] = ["-D", f"{name}={value}"]
+    out = run(args, env=cluster.env, capture_output=True).stdout
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    if failed and int(failed.group(1)) > 0:
+        raise RuntimeError(f"{script}: {failed.group(1)} failed transactions\n{out}")
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    if not match:
+        raise RuntimeError(f"{script}: no tps in pgbench output\n{out}")
+    return float(match.group(1))
+
+
+def main():
+    rows, tenants = setting("BENCH_ROWS", 1_000_000), setting("BENCH_TENANTS", 1000)
+    seconds, rounds = setting("BENCH_SECONDS", 12), setting("BENCH_ROUNDS", 5)
+    warmup = setting("BENCH_WARMUP", 3)
+    clients = setting("BENCH_CLIENTS", 2)
+    tenant = tenants // 2
+    variables = {"tenant": tenant, "tenants": tenants, "per_tenant": rows // tenants}
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    cluster = Cluster()
+    try:
+        cluster.psql("-c", f"CREATE DATABASE {DBNAME}", dbname="postgres")
+        print(f"loading {rows:,} rows over {tenants:,} tenants ...", file=sys.stderr, flush=True)
+        cluster.psql("-v", f"rows={rows}", "-v", f"tenants={tenants}", "-v", f"tenant={tenant}",
+                     "-f", str(BENCH / "schema.sql"), stdout=subprocess.DEVNULL)
+        if warmup > 0:
+            print("warming up ...", file=sys.stderr, flush=True)
+            for _, base_script, base_role, guard_script, guard_role, *_ in PAIRS:
+                pgbench(cluster, base_script, base_role, warmup, clients, variables)
+                pgbench(cluster, guard_script, guard_role, warmup, clients, variables)
+        samples = {name: {"baseline": [], "guarded": []} for name, *_ in PAIRS}
+        for round_ in range(1, rounds + 1):
+            for name, base_script, base_role, guard_script, guard_role, *_ in PAIRS:
+                sides = [("baseline", base_script, base_role), ("guarded", guard_script, guard_role)]
+                if round_ % 2 == 0:
+                    sides.reverse()
+                for side, script, role in sides:
+                    tps = pgbench(cluster, script, role, seconds, clients, variables)
+                    samples[name][side].append(tps)
+                    print(f"round {round_}/{rounds} {name} {side}: {tps:,.1f} tps", file=sys.stderr, flush=True)
+    finally:
+        cluster.stop()
+
+    results = []
+    for name, base_script, base_role, guard_script, guard_role, target, what in PAIRS:
+        baseline = statistics.median(samples[name]["baseline"])
+        guarded = statistics.median(samples[name]["guarded"])
+        ratio = baseline / guarded
+        results.append({
+            "workload": name, "what": what, "baseline_tps": baseline, "guarded_tps": guarded,
+            "ratio": ratio, "target": target, "pass": ratio <= target,
+            "baseline_samples": samples[name]["baseline"], "guarded_samples": samples[name]["guarded"],
+            "baseline": f"{base_script}.sql as {base_role}", "guarded": f"{guard_script}.sql as {guard_role}",
+        })
+
+    report = {
+        "started": started.isoformat(timespec="seconds"), "cores": os.cpu_count(),
+        "postgres": run([str(PG_BIN / "postgres"), "--version"], capture_output=True).stdout.strip(),
+        "rows": rows, "tenants": tenants, "seconds": seconds, "rounds": rounds, "clients": clients,
+        "pgbench": f"-n -M prepared -c {clients} -j {clients} -T {seconds}", "results": results,
+    }
+    table = markdown(report)
+    print(table)
+    out = pathlib.Path(os.environ.get("BENCH_OUT") or REPO / "target" / "bench")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "results.md").write_text(table + "\n")
+    print(f"written to {out}/results.md and results.json", file=sys.stderr)
+    if os.environ.get("BENCH_STRICT") and not all(r["pass"] for r in results):
+        sys.exit(1)
+
+
+def markdown(report):
+    lines = [
+        f"{report['rows']:,} rows, {report['tenants']:,} tenants, {report['cores']} cores, {report['postgres']}; "
+        f"pgbench {report['pgbench']}, {report['rounds']} interleaved rounds (order alternating), "
+        "median tps. "
+        "ratio = baseline tps / guarded tps (the cost of the guard; below 1.00 it saves time).",
+        "",
+        "| workload | baseline tps | guarded tps | ratio | target | result |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in report["results"]:
+        lines.append(f"| {r['workload']} | {r['baseline_tps']:,.1f} | {r['guarded_tps']:,.1f} | "
+                     f"{r['ratio']:.3f} | <= {r['target']:.2f} | {'pass' if r['pass'] else 'FAIL'} |")
+    lines.append("")
+    for r in report["results"]:
+        lines.append(f"- {r['workload']}: {r['what']}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if shutil.which("pgbench") is None and not (PG_BIN / "pgbench").exists():
+        sys.exit("pgbench is missing: run scripts/setup")
+    main()
