@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """make bench: the cost of tenant isolation, as ratios measured side by side in one run.
 
-Starts a throwaway cluster (library preloaded, autovacuum off, a CHECKPOINT before every run), loads the data set (bench/schema.sql), runs every
-script once to warm the caches (discarded), then runs each pair of pgbench workloads interleaved
-for ROUNDS rounds, alternating which side goes first (so drift favours neither), takes the
-median transactions per second of each side and prints one markdown table:
-ratio = baseline tps / guarded tps, the cost of the guard (1.00 = free; below 1 = cheaper).
-Writes the same to target/bench/results.{md,json}.
+Starts a throwaway cluster (library preloaded, autovacuum off, a CHECKPOINT before every run),
+loads the data set (bench/schema.sql), then, for ROUNDS rounds, runs each pair of pgbench
+workloads back to back: both scripts briefly to warm the caches for this pair (discarded), then
+both measured, the order alternating between rounds so drift and cache state favour neither side.
+It prints one markdown table: the median tps of each side, and the ratio, the median over the
+rounds of (baseline tps / guarded tps) in that round: the cost of the guard (1.00 = free,
+below 1.00 = cheaper). Writes the same to target/bench/results.{md,json}.
 
-Settings (environment): BENCH_ROWS (1000000), BENCH_TENANTS (1000), BENCH_SECONDS (12),
-BENCH_ROUNDS (5), BENCH_WARMUP (3 seconds per script), BENCH_CLIENTS (2), BENCH_OUT (target/bench), BENCH_STRICT (exit 1 when a
-row misses its target).
+Settings (environment): BENCH_ROWS (1000000), BENCH_TENANTS (1000), BENCH_SECONDS (10),
+BENCH_ROUNDS (5), BENCH_WARMUP (2 seconds per script, pair and round), BENCH_CLIENTS (2),
+BENCH_OUT (target/bench), BENCH_STRICT (exit 1 when a row misses its target).
 Uses only the standard library, psql and pgbench.
 """
 
@@ -55,9 +56,9 @@ def run(args, **kwargs):
 
 class Cluster:
     def __init__(self):
-        base = pathlib.Path(tempfile.mkdtemp(prefix="tenant_guard-bench-"))
-        base.chmod(0o755)
-        self.directory = base / "pg"
+        self.base = pathlib.Path(tempfile.mkdtemp(prefix="tenant_guard-bench-"))
+        self.base.chmod(0o755)
+        self.directory = self.base / "pg"
         # Background work is not what is measured: no autovacuum, no timed checkpoints (a
         # CHECKPOINT precedes every measured run instead).
         conf = ["autovacuum = off", "checkpoint_timeout = 1h", "max_wal_size = 8GB"]
@@ -74,6 +75,7 @@ class Cluster:
 
     def stop(self):
         subprocess.run([str(REPO / "scripts" / "cluster"), "stop", str(self.directory), "--remove"])
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def pgbench(cluster, script, role, seconds, clients, variables):
@@ -94,8 +96,8 @@ def pgbench(cluster, script, role, seconds, clients, variables):
 
 def main():
     rows, tenants = setting("BENCH_ROWS", 1_000_000), setting("BENCH_TENANTS", 1000)
-    seconds, rounds = setting("BENCH_SECONDS", 12), setting("BENCH_ROUNDS", 5)
-    warmup = setting("BENCH_WARMUP", 3)
+    seconds, rounds = setting("BENCH_SECONDS", 10), setting("BENCH_ROUNDS", 5)
+    warmup = setting("BENCH_WARMUP", 2)
     clients = setting("BENCH_CLIENTS", 2)
     tenant = tenants // 2
     variables = {"tenant": tenant, "tenants": tenants, "per_tenant": rows // tenants}
@@ -107,17 +109,15 @@ def main():
         print(f"loading {rows:,} rows over {tenants:,} tenants ...", file=sys.stderr, flush=True)
         cluster.psql("-v", f"rows={rows}", "-v", f"tenants={tenants}", "-v", f"tenant={tenant}",
                      "-f", str(BENCH / "schema.sql"), stdout=subprocess.DEVNULL)
-        if warmup > 0:
-            print("warming up ...", file=sys.stderr, flush=True)
-            for _, base_script, base_role, guard_script, guard_role, *_ in PAIRS:
-                pgbench(cluster, base_script, base_role, warmup, clients, variables)
-                pgbench(cluster, guard_script, guard_role, warmup, clients, variables)
         samples = {name: {"baseline": [], "guarded": []} for name, *_ in PAIRS}
         for round_ in range(1, rounds + 1):
             for name, base_script, base_role, guard_script, guard_role, *_ in PAIRS:
                 sides = [("baseline", base_script, base_role), ("guarded", guard_script, guard_role)]
                 if round_ % 2 == 0:
                     sides.reverse()
+                if warmup > 0:
+                    for _, script, role in sides:
+                        pgbench(cluster, script, role, warmup, clients, variables)
                 for side, script, role in sides:
                     tps = pgbench(cluster, script, role, seconds, clients, variables)
                     samples[name][side].append(tps)
@@ -129,10 +129,11 @@ def main():
     for name, base_script, base_role, guard_script, guard_role, target, what in PAIRS:
         baseline = statistics.median(samples[name]["baseline"])
         guarded = statistics.median(samples[name]["guarded"])
-        ratio = baseline / guarded
+        per_round = [b / g for b, g in zip(samples[name]["baseline"], samples[name]["guarded"])]
+        ratio = statistics.median(per_round)
         results.append({
             "workload": name, "what": what, "baseline_tps": baseline, "guarded_tps": guarded,
-            "ratio": ratio, "target": target, "pass": ratio <= target,
+            "ratio": ratio, "ratio_per_round": per_round, "target": target, "pass": ratio <= target,
             "baseline_samples": samples[name]["baseline"], "guarded_samples": samples[name]["guarded"],
             "baseline": f"{base_script}.sql as {base_role}", "guarded": f"{guard_script}.sql as {guard_role}",
         })
@@ -157,16 +158,19 @@ def main():
 def markdown(report):
     lines = [
         f"{report['rows']:,} rows, {report['tenants']:,} tenants, {report['cores']} cores, {report['postgres']}; "
-        f"pgbench {report['pgbench']}, {report['rounds']} interleaved rounds (order alternating), "
-        "median tps. "
-        "ratio = baseline tps / guarded tps (the cost of the guard; below 1.00 it saves time).",
+        f"pgbench {report['pgbench']}, {report['rounds']} rounds, each pair warmed then measured back to "
+        "back (order alternating). tps: median of the rounds. ratio: median over the rounds of baseline "
+        "tps / guarded tps (the cost of the guard; below 1.00 it saves time); range: lowest and highest "
+        "round.",
         "",
-        "| workload | baseline tps | guarded tps | ratio | target | result |",
-        "|---|---:|---:|---:|---:|---|",
+        "| workload | baseline tps | guarded tps | ratio | range | target | result |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["results"]:
+        low, high = min(r["ratio_per_round"]), max(r["ratio_per_round"])
         lines.append(f"| {r['workload']} | {r['baseline_tps']:,.1f} | {r['guarded_tps']:,.1f} | "
-                     f"{r['ratio']:.3f} | <= {r['target']:.2f} | {'pass' if r['pass'] else 'FAIL'} |")
+                     f"{r['ratio']:.3f} | {low:.2f}-{high:.2f} | <= {r['target']:.2f} | "
+                     f"{'pass' if r['pass'] else 'FAIL'} |")
     lines.append("")
     for r in report["results"]:
         lines.append(f"- {r['workload']}: {r['what']}.")
