@@ -127,30 +127,27 @@ fn reserve_prefix() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"tenant_guard".as_ptr()) }
 }
 
-/// The current value of a string setting, `None` when unset or empty.
-pub fn text_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
-    // Read the pointer PostgreSQL maintains; copy once.
+/// Look at a string setting's current bytes (empty when unset) in place, without copying.
+/// PostgreSQL owns the memory; the borrow must not outlive `read`.
+fn with_bytes<T>(setting: &GucSetting<Option<CString>>, read: impl FnOnce(&[u8]) -> T) -> T {
     let raw = unsafe { *setting.as_ptr() };
     if raw.is_null() {
-        return None;
-    }
-    let value = unsafe { CStr::from_ptr(raw) };
-    if value.is_empty() {
-        None
+        read(&[])
     } else {
-        Some(value.to_string_lossy().into_owned())
+        read(unsafe { CStr::from_ptr(raw) }.to_bytes())
     }
 }
 
-/// Whether a string setting currently holds `value` (unset counts as `""`), without copying it.
+/// The current value of a string setting, `None` when unset or empty.
+pub fn text_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    with_bytes(setting, |bytes| {
+        (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
+    })
+}
+
+/// Whether a string setting currently holds `value` (unset counts as `""`).
 pub fn holds(setting: &GucSetting<Option<CString>>, value: &str) -> bool {
-    let raw = unsafe { *setting.as_ptr() };
-    let current = if raw.is_null() {
-        &[][..]
-    } else {
-        unsafe { CStr::from_ptr(raw) }.to_bytes()
-    };
-    current == value.as_bytes()
+    with_bytes(setting, |bytes| bytes == value.as_bytes())
 }
 
 /// Change a context variable with superuser context. `local` is `SET LOCAL` semantics.
