@@ -29,3 +29,67 @@ COMMENT ON TABLE tenant_guard.excluded_tables IS
 -- Both are user data: pg_dump keeps their rows.
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.protected_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.excluded_tables', '');
+
+-- The audit log (DESIGN.md 3, "Audit"). One row per changed row (one per TRUNCATE), written by
+-- tenant_guard's statement triggers as the extension owner. Tenants read their own rows (policy
+-- in finalize.sql); nobody but the extension owner may UPDATE, DELETE or TRUNCATE it.
+CREATE TABLE tenant_guard.audit_log (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at timestamptz NOT NULL,
+    txid        xid8        NOT NULL,
+    tenant_id   text,            -- the tenant the row belongs to (its tenant column), else the context's
+    user_id     text,            -- from the context
+    tenant_role text,            -- from the context
+    trace_id    text,            -- from the context
+    db_role     name        NOT NULL,
+    schema_name name        NOT NULL,
+    table_name  name        NOT NULL,
+    table_oid   oid         NOT NULL,
+    op          text        NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')),
+    pk          jsonb,           -- the primary key
+    old_row     jsonb,           -- UPDATE: changed columns only; DELETE: the row
+    new_row     jsonb,           -- UPDATE: changed columns only; INSERT: the row
+    chain_seq   bigint,          -- with tenant_guard.audit_hash_chain: position in the tenant's chain
+    chain_prev  bytea,
+    chain_hash  bytea
+);
+CREATE INDEX audit_log_tenant_id_idx ON tenant_guard.audit_log (tenant_id, id);
+COMMENT ON TABLE tenant_guard.audit_log IS
+    'Append-only, tenant-scoped change log written by tenant_guard''s audit triggers.';
+
+-- Audited tables and their options, by column name (names survive pg_dump; the event trigger
+-- follows renames).
+CREATE TABLE tenant_guard.audit_config (
+    relid           regclass    PRIMARY KEY,
+    exclude_columns name[]      NOT NULL,
+    redact_columns  name[]      NOT NULL,
+    parent          regclass,   -- set for partitions audited through an audited table
+    enabled_by      name        NOT NULL,
+    enabled_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The head of each tenant's hash chain ('' keys rows without a tenant). Locking the head row
+-- serialises the writers of one tenant's chain until they commit.
+CREATE TABLE tenant_guard.audit_chain_heads (
+    tenant_id text   PRIMARY KEY,
+    last_seq  bigint NOT NULL,
+    last_hash bytea  NOT NULL
+);
+
+-- What an audit row's chain hash covers: every column but id and the chain itself, rendered
+-- independently of session settings (epoch microseconds; jsonb's canonical text).
+CREATE FUNCTION tenant_guard.audit_digest(
+    occurred_at timestamptz, txid xid8, tenant_id text, user_id text, tenant_role text,
+    trace_id text, db_role name, schema_name name, table_name name, table_oid oid, op text,
+    pk jsonb, old_row jsonb, new_row jsonb)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
+    (EXTRACT(epoch FROM occurred_at) * 1000000)::bigint, txid::text, tenant_id, user_id,
+    tenant_role, trace_id, db_role, schema_name, table_name, table_oid, op, pk, old_row, new_row
+)::text, 'UTF8'));
+
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_config', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_chain_heads', '');

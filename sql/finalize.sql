@@ -46,3 +46,30 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 REVOKE ALL ON tenant_guard.protected_tables, tenant_guard.excluded_tables FROM PUBLIC;
 GRANT SELECT ON tenant_guard.protected_tables, tenant_guard.excluded_tables TO PUBLIC;
+
+-- The audit log: tenants read their own rows; only tenant_guard's trigger (as the extension
+-- owner) writes; UPDATE, DELETE and TRUNCATE are refused to everyone but the extension owner.
+ALTER TABLE tenant_guard.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_reads_own_audit_rows ON tenant_guard.audit_log FOR SELECT TO PUBLIC
+    USING (tenant_id = (SELECT tenant_guard.required_tenant_id('tenant_guard.audit_log'::pg_catalog.regclass, NULL::pg_catalog.text)));
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON tenant_guard.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.audit_log_guard();
+REVOKE ALL ON tenant_guard.audit_log, tenant_guard.audit_config, tenant_guard.audit_chain_heads FROM PUBLIC;
+GRANT SELECT ON tenant_guard.audit_log, tenant_guard.audit_config TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+    tenant_guard.enable_tenant_audit(regclass, name[], name[]),
+    tenant_guard.disable_tenant_audit(regclass),
+    tenant_guard.verify_audit_chain(text)
+FROM PUBLIC;
+
+-- Audited tables and their options, with the primary key their audit rows identify rows by.
+CREATE VIEW tenant_guard.audited_tables AS
+SELECT c.relid, c.exclude_columns, c.redact_columns,
+       ARRAY(SELECT a.attname
+               FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+              WHERE i.indrelid = c.relid AND i.indisprimary
+              ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)) AS primary_key,
+       c.parent, c.enabled_by, c.enabled_at
+  FROM tenant_guard.audit_config c;
+GRANT SELECT ON tenant_guard.audited_tables TO PUBLIC;

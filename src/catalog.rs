@@ -103,6 +103,17 @@ impl Table {
         )
     }
 
+    /// A `regclass` argument: not NULL (22023), existing (42P01).
+    pub fn from_argument(tbl: Option<crate::sqltypes::RegClass>) -> Result<Table> {
+        let Some(tbl) = tbl else {
+            return Err(error::malformed(
+                "tenant_guard: tbl must not be NULL",
+                "Pass a table, e.g. 'app.orders'.",
+            ));
+        };
+        Table::require(tbl.0)
+    }
+
     /// The table, or 42P01 naming the OID.
     pub fn require(oid: pg_sys::Oid) -> Result<Table> {
         Table::lookup(oid).ok_or_else(|| {

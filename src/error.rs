@@ -70,11 +70,11 @@ pub fn invalid_state(message: impl Into<String>, hint: impl Into<String>) -> Err
     )
 }
 
-/// XX000: an SPI call failed in a way no user input explains (a bug, not bad input).
-pub fn internal(error: pgrx::spi::SpiError) -> ErrorReport {
+/// XX000: an internal call failed in a way no user input explains (a bug, not bad input).
+pub fn internal(error: impl std::fmt::Display) -> ErrorReport {
     report(
         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("tenant_guard: SPI failed: {error}"),
+        format!("tenant_guard: {error}"),
         None,
     )
 }

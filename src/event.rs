@@ -6,10 +6,14 @@
 //! - tables that now have the tenant column `tenant_guard.tenant_column`, when
 //!   `tenant_guard.auto_protect` is on and the table is not excluded.
 //!
+//! For audited tables it refuses to rename or drop an excluded or redacted column, and audits
+//! new partitions of audited tables (see `audit::config::after_ddl`).
+//!
 //! It skips temporary tables, tables in system schemas, tables created by extension scripts,
 //! partitions of unprotected tables, and everything while `row_security` is off: that is how
 //! `pg_dump` scripts run, and a restore brings the dumped policies with it.
 
+use crate::audit;
 use crate::catalog::{self, Table};
 use crate::error;
 use crate::gucs;
@@ -28,7 +32,7 @@ fn on_ddl_command_end() {
     }
     let relations = catalog::select_column::<pg_sys::Oid>(
         "SELECT DISTINCT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-          WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objsubid = 0",
+          WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass",
         &[],
     );
     for oid in relations {
@@ -42,7 +46,9 @@ fn on_ddl_command_end() {
         {
             continue;
         }
-        if let Err(report) = protect_if_needed(&table) {
+        if let Err(report) =
+            protect_if_needed(&table).and_then(|_| audit::config::after_ddl(&table))
+        {
             error::raise(report);
         }
     }

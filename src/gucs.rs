@@ -28,6 +28,7 @@ pub static BOUND_TENANT_ID_VALUE: GucSetting<Option<CString>> =
 pub static REQUIRE_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ALLOW_SESSION_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static AUTO_PROTECT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static AUDIT_HASH_CHAIN: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static TENANT_COLUMN: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
@@ -103,6 +104,14 @@ pub fn init() {
         c"Protect new tables that have the tenant column automatically.",
         c"",
         &AUTO_PROTECT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.audit_hash_chain",
+        c"Chain each tenant's audit rows with SHA-256 (tenant_guard.verify_audit_chain checks it).",
+        c"",
+        &AUDIT_HASH_CHAIN,
         GucContext::Suset,
         GucFlags::default(),
     );

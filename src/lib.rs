@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod audit;
 mod catalog;
 mod context;
 mod error;
@@ -28,6 +29,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    audit::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

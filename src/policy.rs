@@ -412,16 +412,6 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
     .map_err(error::internal)
 }
 
-fn require_regclass(tbl: Option<RegClass>) -> Result<Table> {
-    let Some(tbl) = tbl else {
-        return Err(error::malformed(
-            "tenant_guard: tbl must not be NULL",
-            "Pass a table, e.g. 'app.orders'.",
-        ));
-    };
-    Table::require(tbl.0)
-}
-
 fn resolve_roles(to_roles: Option<Vec<Option<RegRole>>>) -> Result<Option<Vec<pg_sys::Oid>>> {
     let Some(roles) = to_roles else {
         return Ok(None);
@@ -466,7 +456,7 @@ pub fn enable_tenant_rls(
     create_index: default!(Option<bool>, true),
     to_roles: default!(Option<Vec<Option<RegRole>>>, "NULL"),
 ) -> Result<()> {
-    let table = require_regclass(tbl)?;
+    let table = Table::from_argument(tbl)?;
     let Some(Name(column)) = tenant_column else {
         return Err(error::malformed(
             "tenant_guard: tenant_column must not be NULL",
@@ -499,7 +489,7 @@ pub fn enable_tenant_rls(
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn disable_tenant_rls(tbl: Option<RegClass>) -> Result<()> {
-    let table = require_regclass(tbl)?;
+    let table = Table::from_argument(tbl)?;
     check_protectable(&table)?;
     if !unprotect(&table)? {
         error::notice(format!(
@@ -515,7 +505,7 @@ pub fn disable_tenant_rls(tbl: Option<RegClass>) -> Result<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn exclude_table(tbl: Option<RegClass>) -> Result<()> {
-    let table = require_regclass(tbl)?;
+    let table = Table::from_argument(tbl)?;
     check_protectable(&table)?;
     if unprotect(&table)? {
         error::notice(format!(

@@ -1,5 +1,6 @@
 """pg_dump / pg_restore of a database using the extension keeps the protected tables' policies,
-the registry and the exclusions, without the event trigger protecting anything twice."""
+the registry, the exclusions, the audit settings, the audit log and its hash chain, without
+the event trigger protecting anything twice."""
 
 import subprocess
 
@@ -22,12 +23,16 @@ SELECT tenant_guard.exclude_table('shop.scratch');
 SET tenant_guard.auto_protect = off;
 CREATE TABLE shop.members (id int, org uuid);
 SELECT tenant_guard.enable_tenant_rls('shop.members', 'org', to_roles => ARRAY['tg_app']::regrole[]);
+RESET tenant_guard.auto_protect;
+SELECT tenant_guard.enable_tenant_audit('shop.orders', redact_columns => '{item}');
+ALTER ROLE tg_app IN DATABASE tg_dump_src SET tenant_guard.audit_hash_chain = on;
 """
 
 STATE_QUERIES = {
     "policies": """SELECT c.oid::regclass::text, p.polname, p.polpermissive, p.polroles::regrole[]::text,
                           pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-                     FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid ORDER BY 1, 2""",
+                     FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+                    WHERE c.relnamespace = 'shop'::regnamespace ORDER BY 1, 2""",
     "rls": """SELECT oid::regclass::text, relrowsecurity, relforcerowsecurity FROM pg_class
                WHERE relnamespace = 'shop'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1""",
     "defaults": """SELECT adrelid::regclass::text, pg_get_expr(adbin, adrelid) FROM pg_attrdef
@@ -39,6 +44,10 @@ STATE_QUERIES = {
     "registry": """SELECT relid::text, tenant_column, tenant_type::text, to_roles::text, parent::text, protected_via
                      FROM tenant_guard.protected_tables ORDER BY 1""",
     "excluded": "SELECT relid::text FROM tenant_guard.excluded_tables ORDER BY 1",
+    "audited": "SELECT relid::text, exclude_columns, redact_columns FROM tenant_guard.audited_tables ORDER BY 1",
+    "audit_log": """SELECT id, occurred_at, txid::text, tenant_id, user_id, op, pk, old_row, new_row,
+                           chain_seq, chain_prev, chain_hash FROM tenant_guard.audit_log ORDER BY id""",
+    "chain_heads": "SELECT * FROM tenant_guard.audit_chain_heads ORDER BY 1",
 }
 
 
@@ -61,6 +70,8 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
     before = state(plain_cluster, "tg_dump_src")
     assert len(before["policies"]) == 2 * 4  # orders, events, events_2026, members
     assert before["excluded"] == [("shop.scratch",)]
+    assert len(before["audit_log"]) == 4 and all(row[9] is not None for row in before["audit_log"])
+    assert "acme-1" not in str(before["audit_log"])  # item is redacted
 
     dump = tmp_path / "src.dump"
     plain_cluster.run_bin("pg_dump", "-Fc", "-U", "postgres", "-d", "tg_dump_src", "-f", str(dump))
@@ -72,12 +83,21 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
 
     after = state(plain_cluster, "tg_dump_dst")
     assert after == before
+    with plain_cluster.connect(user="postgres", dbname="tg_dump_dst") as admin:
+        for tenant in ("acme", "globex"):
+            assert admin.execute("SELECT * FROM tenant_guard.verify_audit_chain(%s)", (tenant,)).fetchall() == []
 
     with plain_cluster.connect(dbname="tg_dump_dst") as app:
         with app.transaction():
             app.execute("SELECT tenant_guard.set_tenant_context('acme')")
             assert app.execute("SELECT tenant_id, item FROM shop.orders ORDER BY item").fetchall() == [
                 ("acme", "acme-1"), ("acme", "acme-2")]
+    # The restored database audits (and chains) again, after the restored rows.
+    with plain_cluster.connect(dbname="tg_dump_dst") as app:
+        with app.transaction():
+            app.execute("SELECT tenant_guard.set_tenant_context('acme')")
+            app.execute("INSERT INTO shop.orders (item) VALUES ('acme-3')")
+            assert app.execute("SELECT count(*) FROM tenant_guard.audit_log").fetchone() == (3,)
     # The restored database protects new tables again.
     with plain_cluster.connect(user="tg_owner", dbname="tg_dump_dst") as owner:
         owner.execute("CREATE TABLE shop.after_restore (tenant_id text)")

@@ -18,7 +18,9 @@ GRANT EXECUTE ON FUNCTION
     tenant_guard.enable_tenant_rls(regclass, name, boolean, regrole[]),
     tenant_guard.disable_tenant_rls(regclass),
     tenant_guard.exclude_table(regclass),
-    tenant_guard.protect_tenant_tables(name)
+    tenant_guard.protect_tenant_tables(name),
+    tenant_guard.enable_tenant_audit(regclass, name[], name[]),
+    tenant_guard.disable_tenant_audit(regclass)
 TO tg_owner;
 
 -- The context variables are superuser-settable only.
