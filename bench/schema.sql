@@ -70,3 +70,73 @@ RESET ROLE;
 
 VACUUM ANALYZE;
 SELECT relid::regclass AS protected FROM tenant_guard.protected_tables ORDER BY 1;
+
+-- Rows 6-9: audit. A realistic invoice table (primary key, tenant index, a unique invoice number
+-- per tenant, two more indexes), protected, in three copies: plain, audited by tenant_guard,
+-- and audited by a PL/pgSQL row trigger of the usual design (to_jsonb(NEW) per row).
+SET ROLE bench_owner;
+CREATE TABLE bench.invoices_plain (
+    id          bigserial PRIMARY KEY,
+    tenant_id   bigint NOT NULL,
+    number      text NOT NULL,
+    customer_id bigint NOT NULL,
+    status      text NOT NULL,
+    currency    text NOT NULL,
+    amount      numeric(12, 2) NOT NULL,
+    tax         numeric(12, 2) NOT NULL,
+    issued_at   timestamptz NOT NULL,
+    due_at      timestamptz NOT NULL,
+    card_number text,
+    notes       text,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX ON bench.invoices_plain (tenant_id, number);
+CREATE INDEX ON bench.invoices_plain (tenant_id, customer_id);
+CREATE INDEX ON bench.invoices_plain (tenant_id, issued_at);
+CREATE TABLE bench.invoices_audited (LIKE bench.invoices_plain INCLUDING INDEXES);
+CREATE TABLE bench.invoices_rowtrigger (LIKE bench.invoices_plain INCLUDING INDEXES);
+-- The row trigger's log has the same columns and indexes as tenant_guard.audit_log, and the
+-- trigger writes the same information: the comparison is per-row trigger vs set-based, not
+-- a narrower log vs a wider one.
+CREATE TABLE bench.rowtrigger_log (LIKE tenant_guard.audit_log INCLUDING ALL);
+CREATE SEQUENCE bench.invoice_numbers;
+RESET ROLE;
+-- LIKE copies no defaults: give the copies the plain table's id default and updated_at default.
+ALTER TABLE bench.invoices_audited ALTER COLUMN id SET DEFAULT nextval('bench.invoices_plain_id_seq'),
+    ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE bench.invoices_rowtrigger ALTER COLUMN id SET DEFAULT nextval('bench.invoices_plain_id_seq'),
+    ALTER COLUMN updated_at SET DEFAULT now();
+GRANT INSERT, UPDATE, DELETE ON bench.invoices_plain, bench.invoices_audited, bench.invoices_rowtrigger,
+      bench.rowtrigger_log TO bench_app;
+GRANT USAGE ON bench.invoices_plain_id_seq, bench.invoice_numbers TO bench_app;
+SELECT tenant_guard.enable_tenant_audit('bench.invoices_audited', exclude_columns => '{updated_at}',
+                                        redact_columns => '{card_number}');
+CREATE FUNCTION bench.row_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench.rowtrigger_log (occurred_at, txid, tenant_id, user_id, tenant_role, trace_id, db_role,
+                                      schema_name, table_name, table_oid, op, pk, old_row, new_row)
+    VALUES (statement_timestamp(), pg_current_xact_id(), NEW.tenant_id::text, tenant_guard.current_user_id(),
+            tenant_guard.current_tenant_role(), tenant_guard.current_trace_id(), current_user,
+            TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, TG_OP, jsonb_build_object('id', NEW.id), NULL,
+            to_jsonb(NEW) - 'updated_at' || '{"card_number": "[redacted]"}');
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER row_audit AFTER INSERT OR UPDATE OR DELETE ON bench.invoices_rowtrigger
+    FOR EACH ROW EXECUTE FUNCTION bench.row_audit();
+-- The floor: the audit rows one bulk insert writes, computed once, to be written directly.
+-- (bench_app may insert them only in this throwaway cluster.)
+CREATE TABLE bench.audit_rows_10k AS
+SELECT statement_timestamp() AS occurred_at, pg_current_xact_id() AS txid, :'tenant'::text AS tenant_id,
+       NULL::text AS user_id, NULL::text AS tenant_role, NULL::text AS trace_id, 'bench_app'::name AS db_role,
+       'bench'::name AS schema_name, 'invoices_audited'::name AS table_name, 0::oid AS table_oid,
+       'INSERT'::text AS op, jsonb_build_object('id', g) AS pk, NULL::jsonb AS old_row,
+       jsonb_build_object('id', g, 'tenant_id', :tenant, 'number', 'INV-1-' || g, 'customer_id', g % 500,
+                          'status', 'open', 'currency', 'EUR', 'amount', 100.00, 'tax', 19.00,
+                          'issued_at', '2026-01-01T00:00:00+00:00', 'due_at', '2026-02-01T00:00:00+00:00',
+                          'card_number', '[redacted]', 'notes', 'net 30') AS new_row
+  FROM generate_series(1, 10000) g;
+GRANT SELECT ON bench.audit_rows_10k TO bench_app;
+GRANT INSERT ON tenant_guard.audit_log TO bench_app;
+CREATE POLICY bench_floor_only ON tenant_guard.audit_log FOR INSERT TO bench_app WITH CHECK (true);
+VACUUM ANALYZE bench.audit_rows_10k;

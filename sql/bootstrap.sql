@@ -45,7 +45,8 @@ CREATE TABLE tenant_guard.audit_log (
     schema_name name        NOT NULL,
     table_name  name        NOT NULL,
     table_oid   oid         NOT NULL,
-    op          text        NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')),
+    op          text        NOT NULL,  -- INSERT, UPDATE, DELETE or TRUNCATE. Written only by the
+                                       -- trigger; a CHECK would be re-read at every audited statement.
     pk          jsonb,           -- the primary key
     old_row     jsonb,           -- UPDATE: changed columns only; DELETE: the row
     new_row     jsonb,           -- UPDATE: changed columns only; INSERT: the row

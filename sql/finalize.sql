@@ -1,7 +1,8 @@
 -- tenant_guard: privileges and event triggers. Runs after all generated SQL.
 
--- Forget dropped tables. Runs as the extension owner: the dropping role may not write the
--- registry. It only deletes rows of objects this very command dropped.
+-- Forget dropped tables (protection, exclusion, audit settings; the audit rows stay). Runs as
+-- the extension owner: the dropping role may not write the registry. It only deletes rows of
+-- objects this very command dropped.
 CREATE FUNCTION tenant_guard.on_sql_drop() RETURNS event_trigger
     LANGUAGE plpgsql
     SECURITY DEFINER
@@ -16,6 +17,10 @@ BEGIN
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
        AND e.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
+    DELETE FROM tenant_guard.audit_config c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
+       AND c.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
 END
 $$;
 

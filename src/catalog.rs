@@ -188,13 +188,53 @@ impl Column {
     }
 }
 
-/// The role that owns the extension: registry writes run as this role.
+thread_local! {
+    /// (extension OID, its owner): looked up once per backend and extension. Every audited
+    /// statement needs it; an SPI query each time cost more than the audit insert itself.
+    static OWNER: std::cell::Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The role that owns the extension: registry and audit writes run as this role. Cached per
+/// backend; the audit trigger's relcache callback forgets it (`forget_extension_owner`), which
+/// covers DROP and CREATE EXTENSION.
 pub fn extension_owner() -> pg_sys::Oid {
-    select_value::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'tenant_guard'",
-        &[],
+    if let Some((_, owner)) = OWNER.get() {
+        return owner;
+    }
+    let extension = unsafe { pg_sys::get_extension_oid(c"tenant_guard".as_ptr(), true) };
+    let owner = select_value::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[extension.into()],
     )
-    .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID))
+    .unwrap_or(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID));
+    OWNER.set(Some((extension, owner)));
+    owner
+}
+
+pub fn forget_extension_owner() {
+    OWNER.set(None);
+}
+
+/// Run `f` with `search_path = pg_catalog, pg_temp`, restored afterwards (on error, by the
+/// (sub)transaction abort). For SQL run as the extension owner outside a function that pins it:
+/// an operator or function from a caller's schema must never run with the owner's privileges.
+pub fn with_pinned_search_path<T>(f: impl FnOnce() -> T) -> T {
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+    let result = f();
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    result
 }
 
 /// Run `f` with the privileges of the extension owner, as PostgreSQL itself does for

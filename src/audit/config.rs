@@ -53,6 +53,11 @@ fn primary_key(relid: pg_sys::Oid) -> Vec<String> {
 pub fn audited_table(relid: pg_sys::Oid) -> Option<AuditedTable> {
     let options = options(relid)?;
     Some(AuditedTable {
+        columns: select_column(
+            "SELECT attname::text FROM pg_catalog.pg_attribute
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[relid.into()],
+        ),
         primary_key: primary_key(relid),
         tenant_column: policy::registered(relid).map(|entry| entry.column),
         exclude: options.exclude,

@@ -2,10 +2,11 @@
 //! trigger's transition tables (`tenant_guard_old`, `tenant_guard_new`).
 //!
 //! Generated once per table and operation from the table's columns and audit options, prepared
-//! and cached by the trigger (see `trigger.rs`). Every name is quoted; functions and tables are
-//! schema-qualified, and the trigger function pins `search_path = pg_catalog, pg_temp` for the
-//! operators. Parameters: $1 context tenant, $2 user, $3 role, $4 trace, $5 db role, $6 schema,
-//! $7 table, $8 table oid.
+//! and cached by the trigger (see `trigger.rs`). Every identifier is quoted and every function,
+//! type, table and operator is schema-qualified (`OPERATOR(pg_catalog.=)`): PostgreSQL re-parses
+//! a cached statement under the caller's search_path when it differs from the one it was
+//! prepared under, and the statement must mean the same under any path. Parameters: $1 context
+//! tenant, $2 user, $3 role, $4 trace, $5 db role, $6 schema, $7 table, $8 table oid.
 
 use pgrx::pg_sys;
 use pgrx::spi::{quote_identifier, quote_literal};
@@ -61,6 +62,9 @@ impl Op {
 /// What the statements are generated from.
 #[derive(Clone, Debug)]
 pub struct AuditedTable {
+    /// The table's columns, in order (the statements list them explicitly when some are
+    /// excluded or redacted: one jsonb_build_object instead of to_jsonb, minus, concat).
+    pub columns: Vec<String>,
     pub primary_key: Vec<String>,
     /// The tenant column, when the table is protected: the audit row's tenant is the row's.
     pub tenant_column: Option<String>,
@@ -84,38 +88,36 @@ impl AuditedTable {
         format!("pg_catalog.jsonb_build_object({})", pairs.join(", "))
     }
 
-    /// Row `alias` as jsonb without the excluded columns (redacted ones still in the clear).
-    fn row_json(&self, alias: &str) -> String {
-        let json = format!("pg_catalog.to_jsonb({alias})");
-        if self.exclude.is_empty() {
-            json
-        } else {
-            format!("({json} - {})", text_array(&self.exclude))
+    /// Row `alias` as jsonb without the excluded columns; redacted columns are the marker
+    /// (present whether the value is NULL or not: nothing about it leaks) when `redacted`, in
+    /// the clear otherwise (for comparing old and new values).
+    fn json(&self, alias: &str, redacted: bool) -> String {
+        let redact = redacted && !self.redact.is_empty();
+        if self.exclude.is_empty() && !redact {
+            return format!("pg_catalog.to_jsonb({alias})");
         }
-    }
-
-    /// Row `alias` as jsonb without the excluded columns and with the redacted ones replaced by
-    /// the marker (present whether the value is NULL or not: nothing about it leaks).
-    fn logged_row_json(&self, alias: &str) -> String {
-        if self.redact.is_empty() {
-            return self.row_json(alias);
-        }
-        let markers: Vec<String> = self
-            .redact
+        let pairs: Vec<String> = self
+            .columns
             .iter()
+            .filter(|c| !self.exclude.contains(c))
             .map(|c| {
-                format!(
-                    "{}, {}::pg_catalog.text",
-                    quote_literal(c),
-                    quote_literal(REDACTED)
-                )
+                let value = if redact && self.redact.contains(c) {
+                    format!("{}::pg_catalog.text", quote_literal(REDACTED))
+                } else {
+                    format!("{alias}.{}", quote_identifier(c))
+                };
+                format!("{}, {value}", quote_literal(c))
             })
             .collect();
-        format!(
-            "({} || pg_catalog.jsonb_build_object({}))",
-            self.row_json(alias),
-            markers.join(", ")
-        )
+        format!("pg_catalog.jsonb_build_object({})", pairs.join(", "))
+    }
+
+    fn row_json(&self, alias: &str) -> String {
+        self.json(alias, false)
+    }
+
+    fn logged_row_json(&self, alias: &str) -> String {
+        self.json(alias, true)
     }
 
     /// The audit row's tenant for row `alias`.
@@ -127,8 +129,14 @@ impl AuditedTable {
     }
 
     /// `SELECT` producing `LOG_COLUMNS` for op, plus `tg_pos`: the row's position in the
-    /// transition table (stable across executions: the hash chain relies on it).
-    pub fn select(&self, op: Op) -> String {
+    /// transition table (stable across executions: the hash chain relies on it), or NULL when
+    /// `positioned` is false (a window function per statement that the plain insert can skip).
+    pub fn select(&self, op: Op, positioned: bool) -> String {
+        let position = if positioned {
+            "pg_catalog.row_number() OVER ()"
+        } else {
+            "NULL"
+        };
         match op {
             Op::Insert => format!(
                 "SELECT {columns} FROM {NEW_TABLE} n",
@@ -138,7 +146,7 @@ impl AuditedTable {
                     &self.pk_json("n"),
                     "NULL",
                     &self.logged_row_json("n"),
-                    "pg_catalog.row_number() OVER ()",
+                    position,
                 )
             ),
             Op::Delete => format!(
@@ -149,7 +157,7 @@ impl AuditedTable {
                     &self.pk_json("o"),
                     &self.logged_row_json("o"),
                     "NULL",
-                    "pg_catalog.row_number() OVER ()",
+                    position,
                 )
             ),
             Op::Update => {
@@ -159,9 +167,9 @@ impl AuditedTable {
                 let redact = text_array(&self.redact);
                 let changed = |side: &str| {
                     format!(
-                        "pg_catalog.jsonb_object_agg(k, CASE WHEN k = ANY ({redact})
+                        "pg_catalog.jsonb_object_agg(k, CASE WHEN k OPERATOR(pg_catalog.=) ANY ({redact})
                                                         THEN pg_catalog.to_jsonb({marker}::pg_catalog.text)
-                                                        ELSE {side}.j -> k END)",
+                                                        ELSE {side}.j OPERATOR(pg_catalog.->) k END)",
                         marker = quote_literal(REDACTED),
                     )
                 };
@@ -171,11 +179,12 @@ impl AuditedTable {
                                FROM {OLD_TABLE} o) o
                        JOIN (SELECT pg_catalog.row_number() OVER () AS pos, {new_tenant} AS tenant,
                                     {new_json} AS j
-                               FROM {NEW_TABLE} n) n ON n.pos = o.pos
+                               FROM {NEW_TABLE} n) n ON n.pos OPERATOR(pg_catalog.=) o.pos
                       CROSS JOIN LATERAL (
                             SELECT {old_changed} AS old_row, {new_changed} AS new_row
                               FROM pg_catalog.jsonb_object_keys(n.j) AS k
-                             WHERE (o.j -> k) IS DISTINCT FROM (n.j -> k)) d
+                             WHERE ((o.j OPERATOR(pg_catalog.->) k)
+                                    OPERATOR(pg_catalog.=) (n.j OPERATOR(pg_catalog.->) k)) IS NOT TRUE) d
                       WHERE d.new_row IS NOT NULL",
                     columns = log_columns("n.tenant", op, "o.pk", "d.old_row", "d.new_row", "o.pos"),
                     old_pk = self.pk_json("o"),
@@ -198,7 +207,7 @@ impl AuditedTable {
         format!(
             "INSERT INTO tenant_guard.audit_log ({LOG_COLUMNS})
              SELECT {LOG_COLUMNS} FROM ({select}) s",
-            select = self.select(op)
+            select = self.select(op, false)
         )
     }
 
@@ -208,7 +217,7 @@ impl AuditedTable {
             "SELECT s.tg_pos, COALESCE(s.tenant_id, ''),
                     tenant_guard.audit_digest({LOG_COLUMNS})
                FROM ({select}) s ORDER BY s.tg_pos",
-            select = self.select(op)
+            select = self.select(op, true)
         )
     }
 
@@ -221,9 +230,9 @@ impl AuditedTable {
                FROM ({select}) s
                JOIN ROWS FROM (pg_catalog.unnest($9::pg_catalog.int8[]), pg_catalog.unnest($10::pg_catalog.int8[]),
                                pg_catalog.unnest($11::pg_catalog.bytea[]), pg_catalog.unnest($12::pg_catalog.bytea[]))
-                    AS c(pos, seq, prev, hash) ON c.pos = s.tg_pos
+                    AS c(pos, seq, prev, hash) ON c.pos OPERATOR(pg_catalog.=) s.tg_pos
               ORDER BY s.tg_pos",
-            select = self.select(op)
+            select = self.select(op, true)
         )
     }
 }

@@ -9,6 +9,9 @@
 //! Cached plans embed the table's column names and the shape of its transition tables, so a
 //! relcache invalidation of the table (any ALTER, enable/disable) drops them; they are freed
 //! at the next trigger call that is not inside an audit statement.
+//!
+//! The trigger function has no `SET search_path`: the cached statement is immune to the
+//! caller's search_path by construction, and everything else it runs pins one.
 
 use super::chain;
 use super::config;
@@ -48,6 +51,7 @@ pub fn init() {
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_plans(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     GENERATION.set(GENERATION.get() + 1);
+    catalog::forget_extension_owner();
     PLANS.with(|plans| {
         let mut plans = plans.borrow_mut();
         let stale: Vec<(pg_sys::Oid, Op)> = plans
@@ -87,23 +91,26 @@ fn plans_for(relid: pg_sys::Oid, op: Op, with_chain: bool) -> Plans {
         }
     }
     let generation = GENERATION.get();
-    let mut plans = cached.unwrap_or_else(|| {
-        let table = config::audited_table(relid).unwrap_or_else(|| {
-            error::raise(error::invalid_state(
-                "tenant_guard: audit trigger fired for a table that is not audited",
-                "Call tenant_guard.enable_tenant_audit() or disable_tenant_audit() on it.",
-            ))
+    let plans = catalog::with_pinned_search_path(|| {
+        let mut plans = cached.unwrap_or_else(|| {
+            let table = config::audited_table(relid).unwrap_or_else(|| {
+                error::raise(error::invalid_state(
+                    "tenant_guard: audit trigger fired for a table that is not audited",
+                    "Call tenant_guard.enable_tenant_audit() or disable_tenant_audit() on it.",
+                ))
+            });
+            let insert = prepare(&table.insert(op), &[]);
+            Plans {
+                table,
+                insert,
+                chain: None,
+            }
         });
-        let insert = prepare(&table.insert(op), &[]);
-        Plans {
-            table,
-            insert,
-            chain: None,
+        if with_chain && plans.chain.is_none() {
+            plans.chain = Some(chain::prepare_statements(&plans.table, op));
         }
+        plans
     });
-    if with_chain && plans.chain.is_none() {
-        plans.chain = Some(chain::prepare_statements(&plans.table, op));
-    }
     if GENERATION.get() == generation {
         PLANS.with(|cache| cache.borrow_mut().insert((relid, op), plans.clone()));
     } else {
@@ -219,10 +226,12 @@ impl Parameters {
     }
 }
 
+// No SET search_path clause: setting and restoring it costs every audited statement a search
+// path recomputation. The cached statement is fully schema-qualified instead, and the SQL this
+// function runs otherwise (on a cache miss, with the hash chain) pins one explicitly.
 #[pg_trigger(sql = r#"
 CREATE FUNCTION tenant_guard.audit_trigger() RETURNS trigger
     LANGUAGE c
-    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';
 "#)]
 fn audit_trigger<'a>(
@@ -255,7 +264,9 @@ fn audit_trigger<'a>(
         pg_sys::SPI_register_trigger_data(data as *const _ as *mut _);
         let plans = plans_for(relid, op, chained);
         let status = match plans.chain {
-            Some(statements) if chained => chain::write(statements, &mut parameters),
+            Some(statements) if chained => {
+                catalog::with_pinned_search_path(|| chain::write(statements, &mut parameters))
+            }
             _ => parameters.execute(plans.insert),
         };
         if status < 0 {

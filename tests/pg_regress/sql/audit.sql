@@ -290,3 +290,10 @@ SELECT count(*) AS audit_triggers_left FROM pg_trigger WHERE tgname LIKE 'tenant
 SELECT relid FROM tenant_guard.audited_tables ORDER BY relid::text;
 \c - postgres
 SELECT count(*) > 0 AS ledger_audit_rows_kept FROM tenant_guard.audit_log WHERE table_name LIKE 'ledger%';
+-- Dropping an audited table forgets its settings; its audit rows stay.
+\c - tg_owner
+CREATE TABLE app.short_lived (id int PRIMARY KEY, tenant_id text);
+SELECT tenant_guard.enable_tenant_audit('app.short_lived');
+DROP TABLE app.short_lived;
+SELECT count(*) AS dangling_audit_settings FROM tenant_guard.audit_config c
+ WHERE NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = c.relid);
