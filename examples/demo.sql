@@ -74,4 +74,20 @@ SELECT tenant_id, item FROM shop.orders;
 COMMIT;
 TRUNCATE shop.orders;
 
+\echo '== 10. Audit: every change is logged with tenant, user and trace from the context, append-only,'
+\echo '   and each tenant reads only its own audit rows.'
+\c - postgres
+SELECT tenant_guard.enable_tenant_audit('shop.orders');
+\c - demo_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme', user_id => 'alice', trace_id => 'req-3') ->> 'tenant_id' AS acting_for;
+UPDATE shop.orders SET amount = 150 WHERE item = 'anvil';
+SELECT tenant_id, user_id, trace_id, op, pk, old_row, new_row FROM tenant_guard.audit_log
+ WHERE schema_name = 'shop' AND table_name = 'orders';
+COMMIT;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('globex') ->> 'tenant_id' AS acting_for;
+SELECT count(*) AS acme_audit_rows_globex_can_see FROM tenant_guard.audit_log WHERE tenant_id = 'acme';
+COMMIT;
+
 \echo '== Done. Read README.md for the security model and the function reference.'
