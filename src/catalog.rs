@@ -3,6 +3,7 @@
 use crate::error::{self, Result};
 use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::spi::{
     quote_identifier, quote_literal, quote_qualified_identifier, Spi, SpiError, SpiResult,
     SpiTupleTable,
@@ -263,5 +264,58 @@ pub fn current_role_name() -> String {
         std::ffi::CStr::from_ptr(name)
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+/// A registry whose entries partitions inherit from their parent: protection or audit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registry {
+    Protection,
+    Audit,
+}
+
+impl Registry {
+    /// The registry table (a constant: safe to splice into SQL).
+    fn table(self) -> &'static str {
+        match self {
+            Registry::Protection => "tenant_guard.protected_tables",
+            Registry::Audit => "tenant_guard.audit_config",
+        }
+    }
+
+    /// The registered ancestor a partition inherits from: the top of the registered chain.
+    pub fn root_of(self, partition: pg_sys::Oid) -> Option<Table> {
+        let oid = select_value::<pg_sys::Oid>(
+            &format!(
+                "SELECT COALESCE(r.parent, r.relid)::oid
+                   FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) WITH ORDINALITY a(relid, depth)
+                   JOIN {} r ON r.relid::oid = a.relid::oid
+                  WHERE a.relid::oid <> $1
+                  ORDER BY a.depth LIMIT 1",
+                self.table()
+            ),
+            &[partition.into()],
+        )?;
+        Table::lookup(oid)
+    }
+
+    /// 55000 for a partition registered through `parent`: it cannot be changed on its own.
+    pub fn partition_error(self, table: &Table, parent: pg_sys::Oid) -> ErrorReport {
+        let (adjective, settings, them) = match self {
+            Registry::Protection => ("protected", "protection", "it"),
+            Registry::Audit => ("audited", "audit settings", "them"),
+        };
+        let parent = Table::lookup(parent)
+            .map(|t| t.qualified())
+            .unwrap_or_default();
+        error::invalid_state(
+            format!(
+                "tenant_guard: {} is a partition of {adjective} table {parent}",
+                table.qualified()
+            ),
+            format!(
+                "Partitions share their parent's {settings}: change or remove them on {parent}."
+            ),
+        )
     }
 }

@@ -71,7 +71,7 @@ fn protect_if_needed(table: &Table) -> error::Result<()> {
     }
     if table.is_partition {
         // A partition is protected through its protected root, or not at all.
-        if let Some(root) = protected_root(table.oid) {
+        if let Some(root) = catalog::Registry::Protection.root_of(table.oid) {
             if let Some(entry) = policy::registered(root.oid) {
                 policy::protect_partitions(&root, &protection_of(&entry), true)?;
             }
@@ -103,19 +103,6 @@ fn protection_of(entry: &policy::Registered) -> Protection {
         to_roles: entry.to_roles.clone(),
         via: Via::Partition,
     }
-}
-
-/// The protected ancestor whose settings a partition inherits (the top of the protected chain).
-fn protected_root(partition: pg_sys::Oid) -> Option<Table> {
-    let oid = catalog::select_value::<pg_sys::Oid>(
-        "SELECT COALESCE(p.parent, p.relid)::oid
-           FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) WITH ORDINALITY a(relid, depth)
-           JOIN tenant_guard.protected_tables p ON p.relid::oid = a.relid::oid
-          WHERE a.relid::oid <> $1
-          ORDER BY a.depth LIMIT 1",
-        &[partition.into()],
-    )?;
-    Table::lookup(oid)
 }
 
 fn row_security_on() -> bool {

@@ -6,7 +6,9 @@
 //! PostgreSQL's ownership checks apply); registry writes run as the extension owner. Everything
 //! happens in the caller's statement: an error anywhere leaves nothing half-applied.
 
-use crate::catalog::{self, select_column, select_exists, select_row, select_value, Column, Table};
+use crate::catalog::{
+    self, select_column, select_exists, select_row, select_value, Column, Registry, Table,
+};
 use crate::error::{self, Result};
 use crate::gucs;
 use crate::sqltypes::{Name, RegClass, RegRole};
@@ -326,27 +328,13 @@ fn apply(
     Spi::run(&ddl).map_err(error::internal)
 }
 
-/// 55000 for a partition protected through `parent`: it cannot be changed on its own.
-fn protected_through(table: &Table, parent: pg_sys::Oid) -> pg_sys::panic::ErrorReport {
-    let parent = Table::lookup(parent)
-        .map(|t| t.qualified())
-        .unwrap_or_default();
-    error::invalid_state(
-        format!(
-            "tenant_guard: {} is a partition of protected table {parent}",
-            table.qualified()
-        ),
-        format!("Partitions share their parent's protection: change or remove it on {parent}."),
-    )
-}
-
 /// Remove protection from a table and the partitions protected through it.
 pub fn unprotect(table: &Table) -> Result<bool> {
     let Some(entry) = registered(table.oid) else {
         return Ok(false);
     };
     if let Some(parent) = entry.parent {
-        return Err(protected_through(table, parent));
+        return Err(Registry::Protection.partition_error(table, parent));
     }
     let children = select_column::<pg_sys::Oid>(
         "SELECT relid::oid FROM tenant_guard.protected_tables WHERE parent = $1::oid::regclass",
@@ -471,7 +459,7 @@ pub fn enable_tenant_rls(
     };
     let to_roles = resolve_roles(to_roles)?;
     if let Some(parent) = registered(table.oid).and_then(|entry| entry.parent) {
-        return Err(protected_through(&table, parent));
+        return Err(Registry::Protection.partition_error(&table, parent));
     }
     protect(
         &table,

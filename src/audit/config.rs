@@ -2,7 +2,7 @@
 //! trigger reads, and what DDL on an audited table must respect.
 
 use super::statements::{AuditedTable, Op};
-use crate::catalog::{self, select_column, select_row, Column, Table};
+use crate::catalog::{self, select_column, select_row, Column, Registry, Table};
 use crate::error::{self, Result};
 use crate::policy;
 use crate::sqltypes::{Name, RegClass};
@@ -242,7 +242,7 @@ pub fn enable_tenant_audit(
         ));
     }
     if let Some(parent) = options(table.oid).and_then(|o| o.parent) {
-        return Err(partition_error(&table, parent));
+        return Err(Registry::Audit.partition_error(&table, parent));
     }
     unsafe {
         pg_sys::LockRelationOid(table.oid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE)
@@ -252,19 +252,6 @@ pub fn enable_tenant_audit(
         audit_partitions(&table, false)?;
     }
     Ok(())
-}
-
-fn partition_error(table: &Table, parent: pg_sys::Oid) -> pg_sys::panic::ErrorReport {
-    let parent = Table::lookup(parent)
-        .map(|t| t.qualified())
-        .unwrap_or_default();
-    error::invalid_state(
-        format!(
-            "tenant_guard: {} is a partition of audited table {parent}",
-            table.qualified()
-        ),
-        format!("Partitions share their parent's audit settings: change them on {parent}."),
-    )
 }
 
 /// Stop auditing `tbl` (and the partitions audited through it). The audit rows stay.
@@ -281,7 +268,7 @@ pub fn disable_tenant_audit(tbl: Option<RegClass>) -> Result<()> {
         return Ok(());
     };
     if let Some(parent) = options.parent {
-        return Err(partition_error(&table, parent));
+        return Err(Registry::Audit.partition_error(&table, parent));
     }
     let audited_partitions = select_column::<pg_sys::Oid>(
         "SELECT relid::oid FROM tenant_guard.audit_config WHERE parent = $1::oid::regclass",
@@ -308,7 +295,7 @@ pub fn disable_tenant_audit(tbl: Option<RegClass>) -> Result<()> {
 pub fn after_ddl(table: &Table) -> Result<()> {
     let Some(options) = options(table.oid) else {
         if table.is_partition {
-            if let Some(parent) = audited_parent(table.oid) {
+            if let Some(parent) = Registry::Audit.root_of(table.oid) {
                 audit_partitions(&parent, true)?;
             }
         }
@@ -336,17 +323,4 @@ pub fn after_ddl(table: &Table) -> Result<()> {
         audit_partitions(table, true)?;
     }
     Ok(())
-}
-
-/// The audited ancestor a new partition inherits its audit from.
-fn audited_parent(partition: pg_sys::Oid) -> Option<Table> {
-    let oid = catalog::select_value::<pg_sys::Oid>(
-        "SELECT COALESCE(c.parent, c.relid)::oid
-           FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) WITH ORDINALITY a(relid, depth)
-           JOIN tenant_guard.audit_config c ON c.relid::oid = a.relid::oid
-          WHERE a.relid::oid <> $1
-          ORDER BY a.depth LIMIT 1",
-        &[partition.into()],
-    )?;
-    Table::lookup(oid)
 }
