@@ -314,7 +314,7 @@ impl Registry {
                 table.qualified()
             ),
             format!(
-                "Partitions share their parent's {settings}: change or remove them on {parent}."
+                "Partitions share their parent's {settings}: change or remove {them} on {parent}."
             ),
         )
     }
