@@ -23,11 +23,13 @@ use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::rc::Rc;
 
 /// Prepared statements of one table and operation.
+/// Cloned once per audited statement, so the table's description is shared, not copied.
 #[derive(Clone)]
 pub struct Plans {
-    pub table: AuditedTable,
+    pub table: Rc<AuditedTable>,
     /// The plain insert, or (hash chain) the digest query and the chained insert.
     pub insert: pg_sys::SPIPlanPtr,
     pub chain: Option<(pg_sys::SPIPlanPtr, pg_sys::SPIPlanPtr)>,
@@ -81,7 +83,8 @@ impl Plans {
 }
 
 /// The plans of `relid` and `op`: cached, or built (SPI) and cached unless an invalidation
-/// arrived meanwhile, in which case they are used for this statement and then freed.
+/// arrived meanwhile, in which case the plans built here are used for this statement and then
+/// freed (a plan taken from the cache is the invalidation's to free, or still cached).
 /// `with_chain` also builds the hash-chain statements.
 fn plans_for(relid: pg_sys::Oid, op: Op, with_chain: bool) -> Plans {
     let cached = PLANS.with(|plans| plans.borrow().get(&(relid, op)).cloned());
@@ -91,6 +94,7 @@ fn plans_for(relid: pg_sys::Oid, op: Op, with_chain: bool) -> Plans {
         }
     }
     let generation = GENERATION.get();
+    let mut built = Vec::new();
     let plans = catalog::with_pinned_search_path(|| {
         let mut plans = cached.unwrap_or_else(|| {
             let table = config::audited_table(relid).unwrap_or_else(|| {
@@ -100,21 +104,24 @@ fn plans_for(relid: pg_sys::Oid, op: Op, with_chain: bool) -> Plans {
                 ))
             });
             let insert = prepare(&table.insert(op), &[]);
+            built.push(insert);
             Plans {
-                table,
+                table: Rc::new(table),
                 insert,
                 chain: None,
             }
         });
         if with_chain && plans.chain.is_none() {
-            plans.chain = Some(chain::prepare_statements(&plans.table, op));
+            let (digests, insert) = chain::prepare_statements(&plans.table, op);
+            built.extend([digests, insert]);
+            plans.chain = Some((digests, insert));
         }
         plans
     });
     if GENERATION.get() == generation {
         PLANS.with(|cache| cache.borrow_mut().insert((relid, op), plans.clone()));
     } else {
-        STALE.with(|queue| queue.borrow_mut().extend(plans.pointers()));
+        STALE.with(|queue| queue.borrow_mut().extend(built));
     }
     plans
 }
