@@ -140,6 +140,15 @@ impl Table {
         self.relkind == 'p'
     }
 
+    /// The partitions of this table at any depth, parents before their children.
+    pub fn partitions(&self) -> Vec<pg_sys::Oid> {
+        select_column(
+            "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
+              WHERE relid::oid <> $1 ORDER BY level",
+            &[self.oid.into()],
+        )
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self.relkind {
             'r' => "table",
@@ -297,6 +306,17 @@ impl Registry {
             &[partition.into()],
         )?;
         Table::lookup(oid)
+    }
+
+    /// The tables registered through `parent` (its partitions).
+    pub fn children(self, parent: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+        select_column(
+            &format!(
+                "SELECT relid::oid FROM {} WHERE parent = $1::oid::regclass",
+                self.table()
+            ),
+            &[parent.into()],
+        )
     }
 
     /// 55000 for a partition registered through `parent`: it cannot be changed on its own.

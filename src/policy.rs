@@ -177,17 +177,12 @@ pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
 /// Protect the partitions of a protected partitioned table (at any depth) with the parent's
 /// settings: all of them, or (`only_new`) those not yet protected through it.
 pub fn protect_partitions(parent: &Table, protection: &Protection, only_new: bool) -> Result<()> {
-    let partitions = select_column::<pg_sys::Oid>(
-        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
-          WHERE relid::oid <> $1 ORDER BY level",
-        &[parent.oid.into()],
-    );
     let partition_protection = Protection {
         create_index: false,
         via: Via::Partition,
         ..protection.clone()
     };
-    for oid in partitions {
+    for oid in parent.partitions() {
         if only_new && registered(oid).is_some_and(|entry| entry.parent == Some(parent.oid)) {
             continue;
         }
@@ -336,10 +331,7 @@ pub fn unprotect(table: &Table) -> Result<bool> {
     if let Some(parent) = entry.parent {
         return Err(Registry::Protection.partition_error(table, parent));
     }
-    let children = select_column::<pg_sys::Oid>(
-        "SELECT relid::oid FROM tenant_guard.protected_tables WHERE parent = $1::oid::regclass",
-        &[table.oid.into()],
-    );
+    let children = Registry::Protection.children(table.oid);
     remove(table, &entry)?;
     for oid in children {
         if let (Some(child), Some(child_entry)) = (Table::lookup(oid), registered(oid)) {

@@ -180,20 +180,12 @@ fn apply(
     create_triggers(table)
 }
 
-fn partitions(table: &Table) -> Vec<pg_sys::Oid> {
-    select_column(
-        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
-          WHERE relid::oid <> $1 ORDER BY level",
-        &[table.oid.into()],
-    )
-}
-
 /// Audit every partition of an audited partitioned table that is not audited through it yet.
 pub fn audit_partitions(parent: &Table, only_new: bool) -> Result<()> {
     let Some(options) = options(parent.oid) else {
         return Ok(());
     };
-    for oid in partitions(parent) {
+    for oid in parent.partitions() {
         if only_new && self::options(oid).is_some_and(|o| o.parent == Some(parent.oid)) {
             continue;
         }
@@ -270,10 +262,7 @@ pub fn disable_tenant_audit(tbl: Option<RegClass>) -> Result<()> {
     if let Some(parent) = options.parent {
         return Err(Registry::Audit.partition_error(&table, parent));
     }
-    let audited_partitions = select_column::<pg_sys::Oid>(
-        "SELECT relid::oid FROM tenant_guard.audit_config WHERE parent = $1::oid::regclass",
-        &[table.oid.into()],
-    );
+    let audited_partitions = Registry::Audit.children(table.oid);
     for oid in std::iter::once(table.oid).chain(audited_partitions) {
         let target = Table::require(oid)?;
         policy::check_protectable(&target)?;
