@@ -7,9 +7,11 @@ CREATE TABLE tenant_guard.protected_tables (
     tenant_column    name        NOT NULL,
     tenant_type      regtype     NOT NULL,
     to_roles         regrole[],  -- roles of the permissive policy; NULL means PUBLIC
-    parent           regclass,   -- set for partitions protected through a protected table
+    parent           regclass,   -- set for partitions and inheritance children protected through
+                                 -- a protected table (the top of the chain)
     protected_via    text        NOT NULL
-        CHECK (protected_via IN ('enable_tenant_rls', 'auto_protect', 'protect_tenant_tables', 'partition')),
+        CHECK (protected_via IN ('enable_tenant_rls', 'auto_protect', 'protect_tenant_tables',
+                                 'partition', 'inheritance')),
     previous_default text,       -- the column default before tenant_guard replaced it
     protected_by     name        NOT NULL,
     protected_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -50,7 +52,7 @@ CREATE TABLE tenant_guard.audit_log (
     pk          jsonb,           -- the primary key
     old_row     jsonb,           -- UPDATE: changed columns only; DELETE: the row
     new_row     jsonb,           -- UPDATE: changed columns only; INSERT: the row
-    chain_seq   bigint,          -- with tenant_guard.audit_hash_chain: position in the tenant's chain
+    chain_seq   bigint,          -- chained tables (the default): position in the tenant's chain
     chain_prev  bytea,
     chain_hash  bytea
 );
@@ -64,7 +66,8 @@ CREATE TABLE tenant_guard.audit_config (
     relid           regclass    PRIMARY KEY,
     exclude_columns name[]      NOT NULL,
     redact_columns  name[]      NOT NULL,
-    parent          regclass,   -- set for partitions audited through an audited table
+    hash_chain      boolean     NOT NULL DEFAULT true,  -- every writer chains the table's rows
+    parent          regclass,   -- set for partitions and children audited through an audited table
     enabled_by      name        NOT NULL,
     enabled_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -76,19 +79,6 @@ CREATE TABLE tenant_guard.audit_chain_heads (
     last_seq  bigint NOT NULL,
     last_hash bytea  NOT NULL
 );
-
--- What an audit row's chain hash covers: every column but id and the chain itself, rendered
--- independently of session settings (epoch microseconds; jsonb's canonical text).
-CREATE FUNCTION tenant_guard.audit_digest(
-    occurred_at timestamptz, txid xid8, tenant_id text, user_id text, tenant_role text,
-    trace_id text, db_role name, schema_name name, table_name name, table_oid oid, op text,
-    pk jsonb, old_row jsonb, new_row jsonb)
-RETURNS bytea
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-    (EXTRACT(epoch FROM occurred_at) * 1000000)::bigint, txid::text, tenant_id, user_id,
-    tenant_role, trace_id, db_role, schema_name, table_name, table_oid, op, pk, old_row, new_row
-)::text, 'UTF8'));
 
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_log_id_seq', '');

@@ -76,15 +76,16 @@ pub fn is_system_schema(schema: &str) -> bool {
 impl Table {
     pub fn lookup(oid: pg_sys::Oid) -> Option<Table> {
         select_row(
-            "SELECT n.nspname::text, c.relname::text, c.relkind::text,
-                    c.relpersistence = 't', c.relispartition,
-                    pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+            "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+                    c.relkind::pg_catalog.text, c.relpersistence OPERATOR(pg_catalog.=) 't',
+                    c.relispartition, pg_catalog.pg_has_role(c.relowner, 'USAGE'),
                     EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                               AND d.objid = c.oid AND d.deptype = 'e')
+                             WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                               AND d.objid OPERATOR(pg_catalog.=) c.oid
+                               AND d.deptype OPERATOR(pg_catalog.=) 'e')
                FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.oid = $1",
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
             &[oid.into()],
             |row| {
                 Ok(Table {
@@ -136,15 +137,27 @@ impl Table {
         matches!(self.relkind, 'r' | 'p')
     }
 
-    pub fn is_partitioned(&self) -> bool {
-        self.relkind == 'p'
+    /// The tables below this one at any depth, partitions and inheritance children alike,
+    /// parents before their children.
+    pub fn descendants(&self) -> Vec<pg_sys::Oid> {
+        select_column(
+            "WITH RECURSIVE tree(relid, level) AS (
+                 SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i
+                  WHERE i.inhparent OPERATOR(pg_catalog.=) $1
+               UNION ALL
+                 SELECT i.inhrelid, t.level OPERATOR(pg_catalog.+) 1
+                   FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.relid)
+             SELECT relid FROM tree GROUP BY relid ORDER BY pg_catalog.max(level), relid",
+            &[self.oid.into()],
+        )
     }
 
-    /// The partitions of this table at any depth, parents before their children.
-    pub fn partitions(&self) -> Vec<pg_sys::Oid> {
+    /// The tables this one inherits from directly (its partitioned parent, or its INHERITS
+    /// parents).
+    pub fn parents(&self) -> Vec<pg_sys::Oid> {
         select_column(
-            "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass)
-              WHERE relid::oid <> $1 ORDER BY level",
+            "SELECT inhparent FROM pg_catalog.pg_inherits
+              WHERE inhrelid OPERATOR(pg_catalog.=) $1 ORDER BY inhseqno",
             &[self.oid.into()],
         )
     }
@@ -179,8 +192,9 @@ impl Column {
         select_row(
             "SELECT a.attnum, a.atttypid, pg_catalog.format_type(a.atttypid, NULL)
                FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = $1 AND a.attname = $2::pg_catalog.name
-                AND a.attnum > 0 AND NOT a.attisdropped",
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1
+                AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
+                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
             &[table.into(), name.into()],
             |row| {
                 Ok(Column {
@@ -225,47 +239,6 @@ pub fn forget_extension_owner() {
     OWNER.set(None);
 }
 
-/// Run `f` with `search_path = pg_catalog, pg_temp`, restored afterwards (on error, by the
-/// (sub)transaction abort). For SQL run as the extension owner outside a function that pins it:
-/// an operator or function from a caller's schema must never run with the owner's privileges.
-pub fn with_pinned_search_path<T>(f: impl FnOnce() -> T) -> T {
-    let level = unsafe { pg_sys::NewGUCNestLevel() };
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
-    let result = f();
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    result
-}
-
-/// Run `f` with the privileges of the extension owner, as PostgreSQL itself does for
-/// referential-integrity checks. An error inside `f` aborts the (sub)transaction, and
-/// transaction abort restores the previous user id.
-pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
-    let owner = extension_owner();
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_context = 0;
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-    }
-    let result = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
-    result
-}
-
 /// The name of the role running the current command (before any switch).
 pub fn current_role_name() -> String {
     unsafe {
@@ -274,6 +247,18 @@ pub fn current_role_name() -> String {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// Every table `relid` inherits from, at any depth (partitioned parents and INHERITS parents).
+pub fn ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    select_column(
+        "WITH RECURSIVE up(relid) AS (
+             SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) $1
+           UNION
+             SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid OPERATOR(pg_catalog.=) up.relid)
+         SELECT relid FROM up",
+        &[relid.into()],
+    )
 }
 
 /// A registry whose entries partitions inherit from their parent: protection or audit.
@@ -292,49 +277,106 @@ impl Registry {
         }
     }
 
-    /// The registered ancestor a partition inherits from: the top of the registered chain.
-    pub fn root_of(self, partition: pg_sys::Oid) -> Option<Table> {
+    /// The registered ancestor a partition or inheritance child inherits its entry from: the
+    /// top of the nearest registered ancestor's chain.
+    pub fn root_of(self, child: pg_sys::Oid) -> Option<Table> {
         let oid = select_value::<pg_sys::Oid>(
             &format!(
-                "SELECT COALESCE(r.parent, r.relid)::oid
-                   FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) WITH ORDINALITY a(relid, depth)
-                   JOIN {} r ON r.relid::oid = a.relid::oid
-                  WHERE a.relid::oid <> $1
-                  ORDER BY a.depth LIMIT 1",
+                "WITH RECURSIVE up(relid, depth) AS (
+                     SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i
+                      WHERE i.inhrelid OPERATOR(pg_catalog.=) $1
+                   UNION ALL
+                     SELECT i.inhparent, u.depth OPERATOR(pg_catalog.+) 1
+                       FROM pg_catalog.pg_inherits i JOIN up u ON i.inhrelid OPERATOR(pg_catalog.=) u.relid)
+                 SELECT COALESCE(r.parent, r.relid)::pg_catalog.oid
+                   FROM up JOIN {} r ON r.relid::pg_catalog.oid OPERATOR(pg_catalog.=) up.relid
+                  ORDER BY up.depth LIMIT 1",
                 self.table()
             ),
-            &[partition.into()],
+            &[child.into()],
         )?;
         Table::lookup(oid)
     }
 
-    /// The tables registered through `parent` (its partitions).
+    /// Entries whose parent is no longer one of their ancestors (a partition was detached, a
+    /// child left its parent with NO INHERIT).
+    pub fn orphans(self) -> Vec<pg_sys::Oid> {
+        let entries: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
+            client
+                .select(
+                    &format!(
+                        "SELECT relid::pg_catalog.oid, parent::pg_catalog.oid FROM {}
+                          WHERE parent IS NOT NULL",
+                        self.table()
+                    ),
+                    None,
+                    &[],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                        row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+                    ))
+                })
+                .collect::<SpiResult<Vec<_>>>()
+        })
+        .unwrap_or_else(|e| error::raise(error::internal(e)));
+        entries
+            .into_iter()
+            .filter(|(relid, parent)| !ancestors(*relid).contains(parent))
+            .map(|(relid, _)| relid)
+            .collect()
+    }
+
+    /// Record the table an entry is registered through (None: on its own).
+    pub fn set_parent(self, relid: pg_sys::Oid, parent: Option<pg_sys::Oid>) -> Result<()> {
+        crate::privilege::as_extension_owner(|| {
+            Spi::run_with_args(
+                &format!(
+                    "UPDATE {} SET parent = $2::pg_catalog.oid::pg_catalog.regclass
+                      WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
+                    self.table()
+                ),
+                &[relid.into(), parent.into()],
+            )
+        })
+        .map_err(error::internal)
+    }
+
+    /// The tables registered through `parent` (its partitions and inheritance children).
     pub fn children(self, parent: pg_sys::Oid) -> Vec<pg_sys::Oid> {
         select_column(
             &format!(
-                "SELECT relid::oid FROM {} WHERE parent = $1::oid::regclass",
+                "SELECT relid::pg_catalog.oid FROM {}
+                  WHERE parent OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
                 self.table()
             ),
             &[parent.into()],
         )
     }
 
-    /// 55000 for a partition registered through `parent`: it cannot be changed on its own.
+    /// 55000 for a partition (or inheritance child) registered through `parent`: it cannot be
+    /// changed on its own.
     pub fn partition_error(self, table: &Table, parent: pg_sys::Oid) -> ErrorReport {
         let (adjective, settings, them) = match self {
             Registry::Protection => ("protected", "protection", "it"),
             Registry::Audit => ("audited", "audit settings", "them"),
+        };
+        let (relation, children) = if table.is_partition {
+            ("is a partition of", "Partitions")
+        } else {
+            ("inherits from", "Inheritance children")
         };
         let parent = Table::lookup(parent)
             .map(|t| t.qualified())
             .unwrap_or_default();
         error::invalid_state(
             format!(
-                "tenant_guard: {} is a partition of {adjective} table {parent}",
+                "tenant_guard: {} {relation} {adjective} table {parent}",
                 table.qualified()
             ),
             format!(
-                "Partitions share their parent's {settings}: change or remove {them} on {parent}."
+                "{children} share their parent's {settings}: change or remove {them} on {parent}."
             ),
         )
     }

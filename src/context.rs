@@ -4,11 +4,18 @@
 //! with superuser context (see `gucs`). The accessors are `STABLE PARALLEL SAFE` and return
 //! NULL when unset. Policies call `required_tenant_id`, which is `current_tenant_id()` or,
 //! when no context is set and `tenant_guard.require_context` is on, a 42501 error.
+//!
+//! A transaction acts for one tenant: the first context it sets binds it to that tenant until
+//! it ends. The binding lives outside the GUC machinery (a backend-local value cleared by a
+//! transaction callback), so that neither `ROLLBACK TO SAVEPOINT` nor a PL/pgSQL exception
+//! block, which undo the context variables, can undo it: a transaction cannot read as one
+//! tenant and then write as another.
 
 use crate::catalog::Table;
 use crate::error::{self, Result};
 use crate::gucs;
 use crate::jsonb::{Jsonb, ObjectBuilder};
+use crate::session_state;
 use crate::sqltypes::RegClass;
 use crate::tenant_type::TenantType;
 use pgrx::datum::AnyElement;
@@ -16,6 +23,94 @@ use pgrx::prelude::*;
 
 /// Longest accepted context value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 255;
+
+/// The tenant the current transaction acts for, and whether it got there through a
+/// transaction-local context (which the next transaction on a pooled connection does not
+/// share; see `session_state`).
+struct Binding {
+    tenant: String,
+    local: bool,
+}
+
+thread_local! {
+    static BINDING: std::cell::RefCell<Option<Binding>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Register the transaction callback that ends the binding (from `_PG_init`).
+pub fn init() {
+    unsafe { pg_sys::RegisterXactCallback(Some(end_of_transaction), std::ptr::null_mut()) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn end_of_transaction(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PREPARE
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        BINDING.with(|binding| binding.borrow_mut().take());
+        crate::session_state::end_of_transaction();
+        crate::guard::end_of_transaction();
+    }
+}
+
+/// Whether the current transaction acts for a tenant through a transaction-local context.
+pub fn bound_locally() -> bool {
+    BINDING.with(|binding| binding.borrow().as_ref().is_some_and(|b| b.local))
+}
+
+fn bind(tenant_id: &str, local: bool) {
+    BINDING.with(|binding| {
+        let mut binding = binding.borrow_mut();
+        match binding.as_mut() {
+            Some(existing) => existing.local |= local,
+            None => {
+                *binding = Some(Binding {
+                    tenant: tenant_id.to_string(),
+                    local,
+                })
+            }
+        }
+    });
+}
+
+/// One tenant, one spelling: a tenant id that an integer or uuid tenant column would read as
+/// another spelling (`07` and `7`, upper-case or braced UUIDs) is refused, so that the tenant a
+/// table matches is the tenant the audit log, its hash chain and every text comparison see.
+fn check_canonical(tenant_id: &str) -> Result<()> {
+    let canonical = if let Ok(number) = tenant_id.parse::<i64>() {
+        Some(number.to_string())
+    } else {
+        crate::tenant_type::parse_uuid(tenant_id).map(|bytes| {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[0..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            )
+        })
+    };
+    match canonical {
+        Some(canonical) if canonical != tenant_id => Err(error::malformed(
+            "tenant_guard: tenant_id is not written in its canonical form",
+            format!(
+                "A tenant id that reads as an integer or a UUID must be spelled the way PostgreSQL \
+                 prints it, here '{canonical}'."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
 
 const SET_HINT: &str = "Call tenant_guard.set_tenant_context('<tenant id>') in this transaction \
                         (or with is_local => false for the whole session).";
@@ -61,7 +156,8 @@ fn optional_value<'a>(argument: &str, value: Option<&'a str>) -> Result<&'a str>
 /// in this transaction (clearing the context does not lift that), or, inside a transaction
 /// block, the tenant of a session context inherited from an earlier transaction.
 fn refuse_tenant_switch(tenant_id: &str) -> Result<()> {
-    let in_effect = gucs::text_value(&gucs::BOUND_TENANT_ID_VALUE).or_else(|| {
+    let bound = BINDING.with(|binding| binding.borrow().as_ref().map(|b| b.tenant.clone()));
+    let in_effect = bound.or_else(|| {
         if unsafe { pg_sys::IsTransactionBlock() } {
             gucs::text_value(&gucs::TENANT_ID_VALUE)
         } else {
@@ -109,6 +205,7 @@ pub fn set_tenant_context(
         ));
     };
     validate_value("tenant_id", tenant_id)?;
+    check_canonical(tenant_id)?;
     let user = optional_value("user_id", user_id)?;
     let tenant_role = optional_value("role", role)?;
     let trace = optional_value("trace_id", trace_id)?;
@@ -127,6 +224,8 @@ pub fn set_tenant_context(
         ));
     }
     refuse_tenant_switch(tenant_id)?;
+    let previous = current_tenant_id();
+    session_state::before_acting_for(tenant_id, previous.as_deref(), is_local)?;
     if is_local && !unsafe { pg_sys::IsTransactionBlock() } {
         error::warn(
             PgSqlErrorCode::ERRCODE_NO_ACTIVE_SQL_TRANSACTION,
@@ -152,21 +251,18 @@ pub fn set_tenant_context(
         is_local,
     );
     set(gucs::TRACE_ID, &gucs::TRACE_ID_VALUE, trace, is_local);
-    set(
-        gucs::BOUND_TENANT_ID,
-        &gucs::BOUND_TENANT_ID_VALUE,
-        tenant_id,
-        true,
-    );
+    bind(tenant_id, is_local);
 
     Ok(context_object(Some(tenant_id), user_id, role, trace_id)
         .boolean("is_local", is_local)
         .finish())
 }
 
-/// Drop the context (session and transaction scope). Always allowed: it only fails closed.
+/// Drop the context (session and transaction scope), and the session state the tenant may have
+/// left on the connection (see `session_state`). Always allowed: it only fails closed.
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn clear_tenant_context() {
+    session_state::discard();
     for name in [
         gucs::TENANT_ID,
         gucs::USER_ID,

@@ -13,22 +13,16 @@ pub const TENANT_ID: &CStr = c"tenant_guard.tenant_id";
 pub const USER_ID: &CStr = c"tenant_guard.user_id";
 pub const TENANT_ROLE: &CStr = c"tenant_guard.tenant_role";
 pub const TRACE_ID: &CStr = c"tenant_guard.trace_id";
-/// The tenant the current transaction is bound to. Always set transaction-locally, so
-/// COMMIT, ROLLBACK and ROLLBACK TO SAVEPOINT undo it exactly as they undo the context.
-pub const BOUND_TENANT_ID: &CStr = c"tenant_guard.bound_tenant_id";
 
 pub static TENANT_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static USER_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static TENANT_ROLE_VALUE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 pub static TRACE_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-pub static BOUND_TENANT_ID_VALUE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(None);
 
 pub static REQUIRE_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ALLOW_SESSION_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static AUTO_PROTECT: GucSetting<bool> = GucSetting::<bool>::new(true);
-pub static AUDIT_HASH_CHAIN: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static TENANT_COLUMN: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
@@ -75,14 +69,6 @@ pub fn init() {
             context_flags(),
         );
     }
-    GucRegistry::define_string_guc(
-        BOUND_TENANT_ID,
-        c"Internal: the tenant the current transaction is bound to.",
-        c"Set transaction-locally by set_tenant_context; refuses a switch to another tenant within one transaction.",
-        &BOUND_TENANT_ID_VALUE,
-        GucContext::Suset,
-        context_flags() | GucFlags::NO_RESET_ALL | GucFlags::NO_SHOW_ALL,
-    );
     GucRegistry::define_bool_guc(
         c"tenant_guard.require_context",
         c"Querying a protected table without a tenant context is an error (42501) instead of zero rows.",
@@ -104,14 +90,6 @@ pub fn init() {
         c"Protect new tables that have the tenant column automatically.",
         c"",
         &AUTO_PROTECT,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_bool_guc(
-        c"tenant_guard.audit_hash_chain",
-        c"Chain each tenant's audit rows with SHA-256 (tenant_guard.verify_audit_chain checks it).",
-        c"",
-        &AUDIT_HASH_CHAIN,
         GucContext::Suset,
         GucFlags::default(),
     );

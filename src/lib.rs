@@ -1,6 +1,6 @@
 //! tenant_guard: multi-tenant isolation as a property of the database.
 //!
-//! See DESIGN.md for the contract and README.md for the user guide.
+//! See docs/DESIGN.md for the design the code follows and README.md for the user guide.
 
 // Functions return `Result<T, ErrorReport>`: pgrx raises the report with its own SQLSTATE only
 // when the error type is `ErrorReport` itself (boxing it would turn every error into 22000).
@@ -16,9 +16,13 @@ mod catalog;
 mod context;
 mod error;
 mod event;
+mod expected;
+mod guard;
 mod gucs;
 mod jsonb;
 mod policy;
+mod privilege;
+mod session_state;
 mod sqltypes;
 mod tenant_type;
 mod truncate_guard;
@@ -29,6 +33,8 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    context::init();
+    session_state::init();
     audit::init();
 }
 

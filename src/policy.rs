@@ -3,22 +3,22 @@
 //! registry `tenant_guard.protected_tables`.
 //!
 //! Every entry point pins `search_path = pg_catalog, pg_temp`. DDL runs as the caller (so
-//! PostgreSQL's ownership checks apply); registry writes run as the extension owner. Everything
-//! happens in the caller's statement: an error anywhere leaves nothing half-applied.
+//! PostgreSQL's ownership checks apply); registry writes and the creation of the TRUNCATE guard
+//! run as the extension owner (see `privilege.rs`). Everything happens in the caller's
+//! statement: an error anywhere leaves nothing half-applied. What the generated objects look
+//! like is defined once, in `expected.rs`; `apply` checks its result against it.
 
-use crate::catalog::{
-    self, select_column, select_exists, select_row, select_value, Column, Registry, Table,
-};
+use crate::catalog::{self, select_column, select_exists, select_row, Column, Registry, Table};
 use crate::error::{self, Result};
+use crate::expected::{self, FENCE_POLICY, ISOLATION_POLICY, TRUNCATE_TRIGGER};
+use crate::guard::OwnDdl;
 use crate::gucs;
+use crate::privilege;
 use crate::sqltypes::{Name, RegClass, RegRole};
 use crate::tenant_type::{self, TenantType};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-pub const ISOLATION_POLICY: &str = "tenant_guard_isolation";
-pub const FENCE_POLICY: &str = "tenant_guard_fence";
-pub const TRUNCATE_TRIGGER: &str = "tenant_guard_truncate_guard";
 /// Marks a column default as ours: `tenant_guard.required_tenant_id(tbl, NULL::<type>)`.
 const DEFAULT_MARKER: &str = "tenant_guard.required_tenant_id(";
 
@@ -29,6 +29,7 @@ pub enum Via {
     AutoProtect,
     ProtectTenantTables,
     Partition,
+    Inheritance,
 }
 
 impl Via {
@@ -38,6 +39,7 @@ impl Via {
             Via::AutoProtect => "auto_protect",
             Via::ProtectTenantTables => "protect_tenant_tables",
             Via::Partition => "partition",
+            Via::Inheritance => "inheritance",
         }
     }
 }
@@ -56,23 +58,27 @@ pub struct Protection {
 #[derive(Clone, Debug)]
 pub struct Registered {
     pub column: String,
+    pub type_oid: pg_sys::Oid,
     pub to_roles: Option<Vec<pg_sys::Oid>>,
-    /// The protected ancestor a partition was protected through.
+    /// The protected ancestor a partition or inheritance child was protected through.
     pub parent: Option<pg_sys::Oid>,
     pub previous_default: Option<String>,
 }
 
 pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
     select_row(
-        "SELECT tenant_column::text, to_roles::oid[], parent::oid, previous_default
-           FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
+        "SELECT tenant_column::pg_catalog.text, tenant_type::pg_catalog.oid,
+                to_roles::pg_catalog.oid[], parent::pg_catalog.oid, previous_default
+           FROM tenant_guard.protected_tables
+          WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
         &[relid.into()],
         |row| {
             Ok(Registered {
                 column: row.get::<String>(1)?.unwrap_or_default(),
-                to_roles: row.get(2)?,
-                parent: row.get(3)?,
-                previous_default: row.get(4)?,
+                type_oid: row.get(2)?.unwrap_or(pg_sys::InvalidOid),
+                to_roles: row.get(3)?,
+                parent: row.get(4)?,
+                previous_default: row.get(5)?,
             })
         },
     )
@@ -80,7 +86,8 @@ pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
 
 pub fn is_excluded(relid: pg_sys::Oid) -> bool {
     select_exists(
-        "SELECT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables WHERE relid = $1::oid::regclass)",
+        "SELECT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables
+                         WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass)",
         &[relid.into()],
     )
 }
@@ -162,36 +169,137 @@ pub fn tenant_column(table: &Table, name: &str) -> Result<Column> {
     Ok(column)
 }
 
-/// Protect a table and, if it is partitioned, all its partitions. Idempotent: re-running
-/// replaces the generated objects with identical ones.
+/// Protect a table and its partitions and inheritance children (present and future).
+/// Idempotent: re-running replaces the generated objects with identical ones.
 pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
     check_protectable(table)?;
     let column = tenant_column(table, &protection.column)?;
+    refuse_foreign_policies(table)?;
     apply(table, &column, protection, None)?;
-    if table.is_partitioned() {
-        protect_partitions(table, protection, false)?;
+    check_parents(table)?;
+    protect_children(table, protection, false)?;
+    warn_unscoped_foreign_keys(table.oid, None);
+    Ok(())
+}
+
+/// Protect the partitions and inheritance children of a protected table (at any depth) with its
+/// settings: all of them, or (`only_new`) those not yet protected through it.
+pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool) -> Result<()> {
+    for oid in parent.descendants() {
+        if only_new && registered(oid).is_some_and(|entry| entry.parent == Some(parent.oid)) {
+            continue;
+        }
+        let child = Table::require(oid)?;
+        check_protectable(&child)?;
+        let column = tenant_column(&child, &protection.column)?;
+        refuse_foreign_policies(&child)?;
+        let child_protection = Protection {
+            create_index: false,
+            via: if child.is_partition {
+                Via::Partition
+            } else {
+                Via::Inheritance
+            },
+            ..protection.clone()
+        };
+        apply(&child, &column, &child_protection, Some(parent.oid))?;
     }
     Ok(())
 }
 
-/// Protect the partitions of a protected partitioned table (at any depth) with the parent's
-/// settings: all of them, or (`only_new`) those not yet protected through it.
-pub fn protect_partitions(parent: &Table, protection: &Protection, only_new: bool) -> Result<()> {
-    let partition_protection = Protection {
-        create_index: false,
-        via: Via::Partition,
-        ..protection.clone()
+/// A protected table's rows are read without its policies through a scan of a table it
+/// inherits from (a parent's scan applies only the parent's policies). So every table a
+/// protected table inherits from must be protected the same way (same tenant column and type).
+pub fn check_parents(table: &Table) -> Result<()> {
+    let Some(entry) = registered(table.oid) else {
+        return Ok(());
     };
-    for oid in parent.partitions() {
-        if only_new && registered(oid).is_some_and(|entry| entry.parent == Some(parent.oid)) {
-            continue;
+    for parent in table.parents() {
+        let same = registered(parent)
+            .is_some_and(|p| p.column == entry.column && p.type_oid == entry.type_oid);
+        if !same {
+            let parent = Table::lookup(parent)
+                .map(|t| t.qualified())
+                .unwrap_or_else(|| format!("OID {}", parent.to_u32()));
+            return Err(error::forbidden(
+                format!(
+                    "tenant_guard: protected table {} cannot inherit from {parent}, which is not protected the same way",
+                    table.qualified()
+                ),
+                format!(
+                    "A scan of {parent} would return the rows of {} of every tenant. Protect \
+                     {parent} with the same tenant column first (tenant_guard.enable_tenant_rls), \
+                     or do not make it a parent.",
+                    table.qualified()
+                ),
+            ));
         }
-        let partition = Table::require(oid)?;
-        check_protectable(&partition)?;
-        let column = tenant_column(&partition, &protection.column)?;
-        apply(&partition, &column, &partition_protection, Some(parent.oid))?;
     }
     Ok(())
+}
+
+/// A protected table carries tenant_guard's policies only: any other policy could widen what
+/// the generated ones allow, and would have to be re-created around them by every restore.
+fn refuse_foreign_policies(table: &Table) -> Result<()> {
+    let foreign = select_column::<String>(
+        "SELECT pg_catalog.quote_ident(polname) FROM pg_catalog.pg_policy
+          WHERE polrelid OPERATOR(pg_catalog.=) $1
+            AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[])
+          ORDER BY polname",
+        &[
+            table.oid.into(),
+            vec![ISOLATION_POLICY, FENCE_POLICY].into(),
+        ],
+    );
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(error::invalid_state(
+        format!(
+            "tenant_guard: {} has policies of its own: {}",
+            table.qualified(),
+            foreign.join(", ")
+        ),
+        "Drop them first: tenant_guard's policies replace hand-written tenant policies, and a \
+         protected table carries no others.",
+    ))
+}
+
+/// Warn about foreign keys between protected tables that do not pair the tenant columns: a
+/// reference check bypasses row level security, so tenant B could reference (and so learn of)
+/// tenant A's rows, and A's ON DELETE CASCADE would delete B's. `constraint` limits the check
+/// to one constraint.
+pub fn warn_unscoped_foreign_keys(relid: pg_sys::Oid, constraint: Option<pg_sys::Oid>) {
+    let unscoped = select_column::<String>(
+        "SELECT pg_catalog.format('%I from %s to %s', c.conname, c.conrelid::pg_catalog.regclass,
+                                  c.confrelid::pg_catalog.regclass)
+           FROM pg_catalog.pg_constraint c
+           JOIN tenant_guard.protected_tables a ON a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) c.conrelid
+           JOIN tenant_guard.protected_tables b ON b.relid::pg_catalog.oid OPERATOR(pg_catalog.=) c.confrelid
+           JOIN pg_catalog.pg_attribute ta ON ta.attrelid OPERATOR(pg_catalog.=) c.conrelid
+                                          AND ta.attname OPERATOR(pg_catalog.=) a.tenant_column
+           JOIN pg_catalog.pg_attribute tb ON tb.attrelid OPERATOR(pg_catalog.=) c.confrelid
+                                          AND tb.attname OPERATOR(pg_catalog.=) b.tenant_column
+          WHERE c.contype OPERATOR(pg_catalog.=) 'f'
+            AND c.conparentid OPERATOR(pg_catalog.=) 0
+            AND (c.conrelid OPERATOR(pg_catalog.=) $1 OR c.confrelid OPERATOR(pg_catalog.=) $1)
+            AND ($2::pg_catalog.oid IS NULL OR c.oid OPERATOR(pg_catalog.=) $2)
+            AND NOT EXISTS (SELECT 1 FROM ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey)) k(l, r)
+                             WHERE k.l OPERATOR(pg_catalog.=) ta.attnum
+                               AND k.r OPERATOR(pg_catalog.=) tb.attnum)
+          ORDER BY c.conname",
+        &[relid.into(), constraint.into()],
+    );
+    for constraint in unscoped {
+        error::warn(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("tenant_guard: foreign key {constraint} does not include the tenant column"),
+            "Its check bypasses row level security: one tenant can reference (and so learn of) \
+             another tenant's rows, and ON DELETE CASCADE deletes across tenants. Make it \
+             composite: FOREIGN KEY (tenant_id, ref_id) REFERENCES t (tenant_id, id), with \
+             UNIQUE (tenant_id, id) on t.",
+        );
+    }
 }
 
 fn role_list(to_roles: &Option<Vec<pg_sys::Oid>>) -> String {
@@ -212,9 +320,13 @@ fn role_list(to_roles: &Option<Vec<pg_sys::Oid>>) -> String {
 /// `DROP POLICY` for the generated policies that exist on the table.
 fn drop_generated_policies(table: &Table) -> String {
     select_column::<String>(
-        "SELECT polname::text FROM pg_catalog.pg_policy
-          WHERE polrelid = $1 AND polname IN ('tenant_guard_isolation', 'tenant_guard_fence')",
-        &[table.oid.into()],
+        "SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy
+          WHERE polrelid OPERATOR(pg_catalog.=) $1
+            AND polname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
+        &[
+            table.oid.into(),
+            vec![ISOLATION_POLICY, FENCE_POLICY].into(),
+        ],
     )
     .iter()
     .map(|policy| {
@@ -228,17 +340,14 @@ fn drop_generated_policies(table: &Table) -> String {
 }
 
 fn current_default(table: &Table, column: &Column) -> Option<String> {
-    select_value(
-        "SELECT pg_catalog.pg_get_expr(adbin, adrelid) FROM pg_catalog.pg_attrdef
-          WHERE adrelid = $1 AND adnum = $2",
-        &[table.oid.into(), column.attnum.into()],
-    )
+    expected::column_default(table.oid, &column.name)
 }
 
 fn has_tenant_index(table: &Table, column: &Column) -> bool {
     select_exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index
-                         WHERE indrelid = $1 AND indkey[0] = $2 AND indpred IS NULL)",
+                         WHERE indrelid OPERATOR(pg_catalog.=) $1
+                           AND indkey[0] OPERATOR(pg_catalog.=) $2 AND indpred IS NULL)",
         &[table.oid.into(), column.attnum.into()],
     )
 }
@@ -263,13 +372,15 @@ fn apply(
     };
     // Record first: the DDL below fires the event trigger, which skips registered tables.
     let protected_by = catalog::current_role_name();
-    catalog::as_extension_owner(|| {
+    privilege::as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO tenant_guard.protected_tables AS p
                     (relid, tenant_column, tenant_type, to_roles, parent, protected_via,
                      previous_default, protected_by)
-             VALUES ($1::oid::regclass, $2::name, $3::oid::regtype, $4::oid[]::regrole[],
-                     $5::oid::regclass, $6, $7, $8::name)
+             VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.name,
+                     $3::pg_catalog.oid::pg_catalog.regtype,
+                     $4::pg_catalog.oid[]::pg_catalog.regrole[],
+                     $5::pg_catalog.oid::pg_catalog.regclass, $6, $7, $8::pg_catalog.name)
              ON CONFLICT (relid) DO UPDATE
                 SET tenant_column = excluded.tenant_column, tenant_type = excluded.tenant_type,
                     to_roles = excluded.to_roles, parent = excluded.parent,
@@ -288,7 +399,8 @@ fn apply(
             ],
         )?;
         Spi::run_with_args(
-            "DELETE FROM tenant_guard.excluded_tables WHERE relid = $1::oid::regclass",
+            "DELETE FROM tenant_guard.excluded_tables
+              WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
             &[table.oid.into()],
         )
     })
@@ -296,14 +408,9 @@ fn apply(
 
     let name = table.qualified();
     let col = column.quoted();
-    let typ = TenantType::from_oid(column.type_oid)
-        .map(TenantType::sql_name)
-        .unwrap_or("text");
-    let context = format!(
-        "tenant_guard.required_tenant_id({}, NULL::{typ})",
-        table.regclass_literal()
-    );
-    let predicate = format!("{col} = (SELECT {context})");
+    let kind = TenantType::from_oid(column.type_oid).unwrap_or(TenantType::Text);
+    let context = expected::context_sql(table, kind);
+    let predicate = expected::predicate_sql(table, &column.name, kind);
     let mut ddl = format!(
         "ALTER TABLE ONLY {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY,
              ALTER COLUMN {col} SET DEFAULT {context};
@@ -311,16 +418,29 @@ fn apply(
          CREATE POLICY {ISOLATION_POLICY} ON {name} AS PERMISSIVE FOR ALL TO {roles}
              USING ({predicate}) WITH CHECK ({predicate});
          CREATE POLICY {FENCE_POLICY} ON {name} AS RESTRICTIVE FOR ALL TO PUBLIC
-             USING ({predicate}) WITH CHECK ({predicate});
-         CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {name}
-             FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.truncate_guard();",
+             USING ({predicate}) WITH CHECK ({predicate});",
         roles = role_list(&protection.to_roles),
         drop_policies = drop_generated_policies(table),
     );
     if protection.create_index && !has_tenant_index(table, column) {
         ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
     }
-    Spi::run(&ddl).map_err(error::internal)
+    Spi::run(&ddl).map_err(error::internal)?;
+    // The trigger function is not executable by PUBLIC (see privilege.rs).
+    privilege::as_extension_owner(|| {
+        Spi::run(&format!(
+            "CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {name}
+                 FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.truncate_guard();"
+        ))
+    })
+    .map_err(error::internal)?;
+    let differences = expected::of(table).differences(table);
+    if let Some(difference) = differences.first() {
+        return Err(error::internal(format!(
+            "protecting {name} left a state tenant_guard does not expect: {difference}"
+        )));
+    }
+    Ok(())
 }
 
 /// Remove protection from a table and the partitions protected through it.
@@ -348,7 +468,9 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
     let name = table.qualified();
     let mut ddl = drop_generated_policies(table);
     let has_guard = select_exists(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2::name)",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                         WHERE tgrelid OPERATOR(pg_catalog.=) $1
+                           AND tgname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
         &[table.oid.into(), TRUNCATE_TRIGGER.into()],
     );
     if has_guard {
@@ -369,9 +491,13 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
     }
     // Other policies on the table keep it under row level security.
     let other_policies = select_exists(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1
-                         AND polname NOT IN ('tenant_guard_isolation', 'tenant_guard_fence'))",
-        &[table.oid.into()],
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy
+                         WHERE polrelid OPERATOR(pg_catalog.=) $1
+                           AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[]))",
+        &[
+            table.oid.into(),
+            vec![ISOLATION_POLICY, FENCE_POLICY].into(),
+        ],
     );
     if other_policies {
         error::notice(format!(
@@ -383,9 +509,10 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
         ));
     }
     Spi::run(&ddl).map_err(error::internal)?;
-    catalog::as_extension_owner(|| {
+    privilege::as_extension_owner(|| {
         Spi::run_with_args(
-            "DELETE FROM tenant_guard.protected_tables WHERE relid = $1::oid::regclass",
+            "DELETE FROM tenant_guard.protected_tables
+              WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
             &[table.oid.into()],
         )
     })
@@ -453,6 +580,7 @@ pub fn enable_tenant_rls(
     if let Some(parent) = registered(table.oid).and_then(|entry| entry.parent) {
         return Err(Registry::Protection.partition_error(&table, parent));
     }
+    let _ours = OwnDdl::start();
     protect(
         &table,
         &Protection {
@@ -471,6 +599,7 @@ pub fn enable_tenant_rls(
 pub fn disable_tenant_rls(tbl: Option<RegClass>) -> Result<()> {
     let table = Table::from_argument(tbl)?;
     check_protectable(&table)?;
+    let _ours = OwnDdl::start();
     if !unprotect(&table)? {
         error::notice(format!(
             "tenant_guard: {} is not protected; nothing to do",
@@ -487,6 +616,7 @@ pub fn disable_tenant_rls(tbl: Option<RegClass>) -> Result<()> {
 pub fn exclude_table(tbl: Option<RegClass>) -> Result<()> {
     let table = Table::from_argument(tbl)?;
     check_protectable(&table)?;
+    let _ours = OwnDdl::start();
     if unprotect(&table)? {
         error::notice(format!(
             "tenant_guard: {} was protected; protection removed",
@@ -494,10 +624,11 @@ pub fn exclude_table(tbl: Option<RegClass>) -> Result<()> {
         ));
     }
     let excluded_by = catalog::current_role_name();
-    catalog::as_extension_owner(|| {
+    privilege::as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO tenant_guard.excluded_tables (relid, excluded_by)
-             VALUES ($1::oid::regclass, $2::name) ON CONFLICT (relid) DO NOTHING",
+             VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.name)
+             ON CONFLICT (relid) DO NOTHING",
             &[table.oid.into(), excluded_by.as_str().into()],
         )
     })
@@ -515,7 +646,8 @@ pub fn protect_tenant_tables(
     let schema = schema.map(|Name(s)| s);
     if let Some(schema) = &schema {
         let exists = select_exists(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1::name)",
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace
+                             WHERE nspname OPERATOR(pg_catalog.=) $1::pg_catalog.name)",
             &[schema.as_str().into()],
         );
         if !exists {
@@ -526,21 +658,28 @@ pub fn protect_tenant_tables(
         }
     }
     let column = configured_tenant_column()?;
+    let _ours = OwnDdl::start();
     let candidates = select_column::<pg_sys::Oid>(
-                "SELECT c.oid FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                   JOIN pg_catalog.pg_attribute a
-                     ON a.attrelid = c.oid AND a.attname = $1::name AND a.attnum > 0 AND NOT a.attisdropped
-                  WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND NOT c.relispartition
-                    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant_guard')
-                    AND n.nspname !~ '^pg_(toast|temp)'
-                    AND ($2::name IS NULL OR n.nspname = $2::name)
-                    AND NOT EXISTS (SELECT 1 FROM tenant_guard.protected_tables p WHERE p.relid::oid = c.oid)
-                    AND NOT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables e WHERE e.relid::oid = c.oid)
-                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                     WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                                       AND d.objid = c.oid AND d.deptype = 'e')
-                  ORDER BY n.nspname, c.relname",
+        "SELECT c.oid FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+           JOIN pg_catalog.pg_attribute a
+             ON a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attname OPERATOR(pg_catalog.=) $1::pg_catalog.name
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+          WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])
+            AND c.relpersistence OPERATOR(pg_catalog.<>) 't'
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                             WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid)
+            AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema,tenant_guard}'::pg_catalog.name[])
+            AND n.nspname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_(toast|temp)'
+            AND ($2::pg_catalog.name IS NULL OR n.nspname OPERATOR(pg_catalog.=) $2::pg_catalog.name)
+            AND NOT EXISTS (SELECT 1 FROM tenant_guard.protected_tables p
+                             WHERE p.relid::pg_catalog.oid OPERATOR(pg_catalog.=) c.oid)
+            AND NOT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables e
+                             WHERE e.relid::pg_catalog.oid OPERATOR(pg_catalog.=) c.oid)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                               AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')
+          ORDER BY n.nspname, c.relname",
                 &[column.as_str().into(), schema.clone().into()],
     );
     let mut protected = Vec::with_capacity(candidates.len());

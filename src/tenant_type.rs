@@ -61,7 +61,7 @@ impl TenantType {
 
 /// `uuid_in`'s grammar: optional braces around 32 hex digits, with an optional hyphen after any
 /// group of four digits except the last.
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let (inner, _) = match text.strip_prefix('{') {
         Some(rest) => (rest.strip_suffix('}')?, true),
         None => (text, false),

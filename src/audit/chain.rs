@@ -1,175 +1,242 @@
-//! The per-tenant hash chain (`tenant_guard.audit_hash_chain = on`) and its verification.
+//! The per-tenant hash chain and its verification against an anchor kept outside the database.
 //!
-//! Each chained audit row carries `chain_seq` (1, 2, ... per tenant), `chain_prev` (the previous
-//! row's hash, 32 zero bytes for the first) and `chain_hash = sha256(chain_prev || seq as 8
-//! big-endian bytes || digest)`, where the digest is `tenant_guard.audit_digest(...)` over the
-//! row's content. The head of each chain lives in `tenant_guard.audit_chain_heads`; a writer
-//! locks the head rows of its tenants (in key order) until it commits, so concurrent writers of
-//! one tenant append one after the other and the chain never forks.
+//! Every audit row of a chained table (`enable_tenant_audit(..., hash_chain => true)`, the
+//! default) carries `chain_seq` (1, 2, ... per tenant), `chain_prev` (the previous row's hash,
+//! 32 zero bytes for the first) and `chain_hash = sha256(chain_prev || seq as 8 big-endian
+//! bytes || digest)`, where `digest` covers the row's content (see [`digest`]). Every writer of
+//! a chained table chains, whatever its session: chaining is a property of the table's audit
+//! settings, not of a setting a session can change.
+//!
+//! The head of each chain lives in `tenant_guard.audit_chain_heads`; a writer locks the head
+//! rows of its tenants (in key order) until it commits, so concurrent writers of one tenant
+//! append one after the other and the chain never forks.
+//!
+//! What a chain proves: `verify_audit_chain(tenant)` finds any row altered, deleted, reordered
+//! or inserted out of order *by someone who did not recompute the chain*. Whoever can write the
+//! log (a superuser) can recompute it, or delete the newest rows with the head: against them,
+//! the operator exports `audit_chain_head(tenant)` (seq, hash) to storage the database cannot
+//! write, and `verify_audit_chain(tenant, anchored_seq, anchored_hash)` then detects any
+//! rewrite or truncation of the chain up to that anchor. Rows written after the newest anchor
+//! are only as safe as the database.
 
-use super::statements::{AuditedTable, Op};
-use super::trigger::{prepare, Parameters};
-use crate::catalog;
+use super::trigger::{AuditRow, Statement, StatementMemory};
 use crate::error::{self, Result};
+use crate::privilege;
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 const GENESIS: [u8; 32] = [0; 32];
+/// Versions the digest's encoding.
+const DIGEST_DOMAIN: &[u8] = b"tenant_guard audit row v1\0";
 
-fn link(prev: &[u8], seq: i64, digest: &[u8]) -> Vec<u8> {
+/// What a row's digest covers: every column of the log but `id` and the chain itself.
+pub struct Fields<'a> {
+    /// Microseconds since 2000-01-01 (PostgreSQL's timestamptz).
+    pub occurred_at: i64,
+    pub txid: u64,
+    pub tenant: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub trace: Option<&'a str>,
+    pub db_role: &'a str,
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub table_oid: u32,
+    pub op: &'a str,
+    /// The jsonb values as PostgreSQL prints them (their canonical text).
+    pub pk: Option<&'a str>,
+    pub old: Option<&'a str>,
+    pub new: Option<&'a str>,
+}
+
+/// SHA-256 over a fixed encoding of the fields: the domain string, `occurred_at` and `txid` as
+/// 8 big-endian bytes, then each text field as 0x00 (NULL) or 0x01, its length as 8 big-endian
+/// bytes and its UTF-8 bytes, in the order of [`Fields`], with `table_oid` as 4 big-endian bytes
+/// in its place. Unambiguous (every field is framed) and independent of session settings.
+pub fn digest(fields: &Fields) -> [u8; 32] {
+    fn text(hasher: &mut Sha256, value: Option<&str>) {
+        match value {
+            None => hasher.update([0u8]),
+            Some(value) => {
+                hasher.update([1u8]);
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(value.as_bytes());
+            }
+        }
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(DIGEST_DOMAIN);
+    hasher.update(fields.occurred_at.to_be_bytes());
+    hasher.update(fields.txid.to_be_bytes());
+    for value in [fields.tenant, fields.user, fields.role, fields.trace] {
+        text(&mut hasher, value);
+    }
+    for value in [fields.db_role, fields.schema, fields.table] {
+        text(&mut hasher, Some(value));
+    }
+    hasher.update(fields.table_oid.to_be_bytes());
+    text(&mut hasher, Some(fields.op));
+    for value in [fields.pk, fields.old, fields.new] {
+        text(&mut hasher, value);
+    }
+    hasher.finalize().into()
+}
+
+fn link(prev: &[u8], seq: i64, digest: &[u8; 32]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
     hasher.update(seq.to_be_bytes());
     hasher.update(digest);
-    hasher.finalize().to_vec()
+    hasher.finalize().into()
 }
 
-/// One row of the digest query: position in the statement, chain key, digest.
-struct Pending {
-    position: i64,
-    key: String,
-    digest: Vec<u8>,
+/// A row's place in its tenant's chain.
+pub struct Link {
+    pub seq: i64,
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
 }
 
-unsafe fn bytes_of(datum: pg_sys::Datum) -> Vec<u8> {
-    let varlena = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-    pgrx::varlena::varlena_to_byte_slice(varlena).to_vec()
+/// The chain key of a tenant ('' for rows without one).
+fn key(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or("")
 }
 
-/// Read the digest query's result (SPI_tuptable) into memory.
-unsafe fn pending_rows() -> Vec<Pending> {
-    let table = pg_sys::SPI_tuptable;
-    let count = pg_sys::SPI_processed as usize;
-    let mut rows = Vec::with_capacity(count);
-    for i in 0..count {
-        let tuple = *(*table).vals.add(i);
-        let mut isnull = false;
-        let position = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 1, &mut isnull);
-        let key = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 2, &mut isnull);
-        let key = String::from_datum(key, isnull).unwrap_or_default();
-        let digest = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 3, &mut isnull);
-        rows.push(Pending {
-            position: position.value() as i64,
-            key,
-            digest: bytes_of(digest),
-        });
-    }
-    rows
+/// jsonb's canonical text (`jsonb_out`), in the current memory context.
+unsafe fn jsonb_text(value: Option<pg_sys::Datum>) -> Option<String> {
+    value.map(|datum| {
+        let text = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(datum)])
+            .expect("jsonb_out returns a string");
+        std::ffi::CStr::from_ptr(text.cast_mut_ptr())
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
-/// Lock the head of each tenant chain this statement appends to, in key order (so that two
-/// writers never wait on each other crosswise within one statement), and read it.
-fn lock_heads(keys: impl Iterator<Item = String>) -> BTreeMap<String, (i64, Vec<u8>)> {
-    let mut heads = BTreeMap::new();
-    for key in keys {
+fn row_digest(statement: &Statement, row: &AuditRow) -> [u8; 32] {
+    let (pk, old, new) = unsafe { (jsonb_text(row.pk), jsonb_text(row.old), jsonb_text(row.new)) };
+    digest(&Fields {
+        occurred_at: statement.occurred_at,
+        txid: statement.txid,
+        tenant: row.tenant.as_deref(),
+        user: statement.user.as_deref(),
+        role: statement.role.as_deref(),
+        trace: statement.trace.as_deref(),
+        db_role: &statement.db_role,
+        schema: &statement.schema,
+        table: &statement.table,
+        table_oid: statement.table_oid.to_u32(),
+        op: statement.op.as_str(),
+        pk: pk.as_deref(),
+        old: old.as_deref(),
+        new: new.as_deref(),
+    })
+}
+
+/// Lock the head of a tenant's chain until the transaction ends, creating it at the genesis
+/// if the tenant has none; returns (last seq, last hash).
+fn lock_head(key: &str) -> (i64, [u8; 32]) {
+    let read = || {
+        crate::catalog::select_row(
+            "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
+              WHERE tenant_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+            &[key.into()],
+            |row| Ok((row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?)),
+        )
+    };
+    let head = read().or_else(|| {
         Spi::run_with_args(
             "INSERT INTO tenant_guard.audit_chain_heads (tenant_id, last_seq, last_hash)
              VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
-            &[key.as_str().into(), GENESIS.to_vec().into()],
+            &[key.into(), GENESIS.to_vec().into()],
         )
         .unwrap_or_else(|e| error::raise(error::internal(e)));
-        let head = catalog::select_row(
-            "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
-              WHERE tenant_id = $1 FOR UPDATE",
-            &[key.as_str().into()],
-            |row| {
-                Ok((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<Vec<u8>>(2)?.unwrap_or_default(),
-                ))
-            },
-        )
-        .unwrap_or((0, GENESIS.to_vec()));
-        heads.insert(key, head);
+        read()
+    });
+    match head {
+        Some((Some(seq), Some(hash))) if hash.len() == 32 => {
+            (seq, hash.try_into().expect("32 bytes"))
+        }
+        _ => error::raise(error::internal(format!(
+            "the head of the audit chain of tenant '{key}' is missing or malformed"
+        ))),
     }
-    heads
 }
 
-/// Prepare the two chained statements of a table and operation: the digests, then the insert.
-pub fn prepare_statements(
-    table: &AuditedTable,
-    op: Op,
-) -> (pg_sys::SPIPlanPtr, pg_sys::SPIPlanPtr) {
-    let digests = prepare(&table.chain_digests(op), &[]);
-    let arrays = [
-        pg_sys::INT8ARRAYOID,
-        pg_sys::INT8ARRAYOID,
-        pg_sys::BYTEAARRAYOID,
-        pg_sys::BYTEAARRAYOID,
-    ];
-    (digests, prepare(&table.chain_insert(op), &arrays))
-}
-
-/// Write one statement's audit rows with their chain links. Runs inside the trigger's SPI
-/// connection (transition tables registered), as the extension owner. Returns SPI's status.
-pub fn write(
-    (digests, insert): (pg_sys::SPIPlanPtr, pg_sys::SPIPlanPtr),
-    parameters: &mut Parameters,
-) -> i32 {
-    let status = parameters.execute(digests);
-    if status < 0 {
-        return status;
-    }
-    let rows = unsafe { pending_rows() };
-    if rows.is_empty() {
-        return status;
-    }
-    let mut heads = lock_heads(
-        rows.iter()
-            .map(|r| r.key.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter(),
-    );
-
-    let (mut positions, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
-    for row in &rows {
-        let (last_seq, last_hash) = heads.get_mut(&row.key).expect("locked above");
-        let seq = *last_seq + 1;
-        let hash = link(last_hash, seq, &row.digest);
-        positions.push(row.position);
-        seqs.push(seq);
-        prevs.push(std::mem::replace(last_hash, hash.clone()));
-        hashes.push(hash);
-        *last_seq = seq;
-    }
-    parameters.push(positions.into_datum());
-    parameters.push(seqs.into_datum());
-    parameters.push(prevs.into_datum());
-    parameters.push(hashes.into_datum());
-    let status = parameters.execute(insert);
-
+/// Append one statement's rows to their tenants' chains: lock the heads (in key order, so
+/// that two writers never wait on each other crosswise), link every row, advance the heads.
+/// Runs as the extension owner inside the writer's SPI connection.
+pub fn append(statement: &Statement, rows: &[AuditRow], memory: &StatementMemory) -> Vec<Link> {
+    let digests: Vec<[u8; 32]> = rows
+        .iter()
+        .map(|row| memory.scratch(|_| row_digest(statement, row)))
+        .collect();
+    let keys: BTreeSet<&str> = rows.iter().map(|row| key(row.tenant.as_deref())).collect();
+    let mut heads: BTreeMap<&str, (i64, [u8; 32])> =
+        keys.into_iter().map(|key| (key, lock_head(key))).collect();
+    let links = rows
+        .iter()
+        .zip(&digests)
+        .map(|(row, digest)| {
+            let (last_seq, last_hash) = heads
+                .get_mut(key(row.tenant.as_deref()))
+                .expect("locked above");
+            let seq = *last_seq + 1;
+            let hash = link(last_hash, seq, digest);
+            let prev = std::mem::replace(last_hash, hash);
+            *last_seq = seq;
+            Link { seq, prev, hash }
+        })
+        .collect();
     for (key, (last_seq, last_hash)) in heads {
         Spi::run_with_args(
-            "UPDATE tenant_guard.audit_chain_heads SET last_seq = $2, last_hash = $3 WHERE tenant_id = $1",
-            &[key.as_str().into(), last_seq.into(), last_hash.into()],
+            "UPDATE tenant_guard.audit_chain_heads SET last_seq = $2, last_hash = $3
+              WHERE tenant_id OPERATOR(pg_catalog.=) $1",
+            &[key.into(), last_seq.into(), last_hash.to_vec().into()],
         )
         .unwrap_or_else(|e| error::raise(error::internal(e)));
     }
-    status
+    links
 }
 
 /// The first broken link of a chain: the audit row (if one is to blame), its position, what is
 /// wrong.
 type BrokenLink = (Option<i64>, Option<i64>, String);
 
-/// A chained audit row as verification reads it.
-struct ChainedRow {
-    id: i64,
+/// An anchor: a (seq, hash) pair exported from `audit_chain_head` earlier.
+struct Anchor {
     seq: i64,
-    prev: Vec<u8>,
     hash: Vec<u8>,
-    digest: Vec<u8>,
 }
 
-/// Verify a tenant's audit chain (NULL: the rows without a tenant). Returns the first broken
-/// link, or no row when the chain is intact.
+fn anchor(seq: Option<i64>, hash: Option<Vec<u8>>) -> Result<Option<Anchor>> {
+    match (seq, hash) {
+        (None, None) => Ok(None),
+        (Some(seq), Some(hash)) if seq >= 1 && hash.len() == 32 => Ok(Some(Anchor { seq, hash })),
+        (Some(_), Some(_)) => Err(error::malformed(
+            "tenant_guard: an anchor is a chain_seq of at least 1 and a 32-byte chain_hash",
+            "Pass the chain_seq and chain_hash that tenant_guard.audit_chain_head() returned.",
+        )),
+        _ => Err(error::malformed(
+            "tenant_guard: anchored_seq and anchored_hash go together",
+            "Pass both (from tenant_guard.audit_chain_head()), or neither.",
+        )),
+    }
+}
+
+/// Verify a tenant's audit chain (NULL: the rows without a tenant), optionally against an
+/// anchor exported earlier with `audit_chain_head`. Returns the first broken link, or no row
+/// when the chain is intact (and reaches the anchor, which it matches).
 // pgrx needs the name!() columns spelled out in the signature.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn verify_audit_chain(
     tenant_id: Option<&str>,
+    anchored_seq: default!(Option<i64>, "NULL"),
+    anchored_hash: default!(Option<Vec<u8>>, "NULL"),
 ) -> Result<
     TableIterator<
         'static,
@@ -180,48 +247,97 @@ pub fn verify_audit_chain(
         ),
     >,
 > {
-    let key = tenant_id.unwrap_or("").to_string();
-    let broken = catalog::as_extension_owner(|| first_broken_link(&key))?;
+    let anchor = anchor(anchored_seq, anchored_hash)?;
+    let broken = privilege::as_extension_owner(|| first_broken_link(tenant_id, anchor.as_ref()))?;
     Ok(TableIterator::new(broken))
 }
 
-fn first_broken_link(key: &str) -> Result<Option<BrokenLink>> {
-    let rows: Vec<ChainedRow> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT id, chain_seq, chain_prev, chain_hash,
-                        tenant_guard.audit_digest(occurred_at, txid, tenant_id, user_id, tenant_role,
-                                                  trace_id, db_role, schema_name, table_name,
-                                                  table_oid, op, pk, old_row, new_row)
-                   FROM tenant_guard.audit_log
-                  WHERE COALESCE(tenant_id, '') = $1 AND chain_seq IS NOT NULL
-                  ORDER BY chain_seq, id",
-                None,
-                &[key.into()],
-            )?
-            .map(|row| {
-                Ok(ChainedRow {
-                    id: row.get::<i64>(1)?.unwrap_or(0),
-                    seq: row.get::<i64>(2)?.unwrap_or(0),
-                    prev: row.get::<Vec<u8>>(3)?.unwrap_or_default(),
-                    hash: row.get::<Vec<u8>>(4)?.unwrap_or_default(),
-                    digest: row.get::<Vec<u8>>(5)?.unwrap_or_default(),
-                })
-            })
-            .collect::<pgrx::spi::SpiResult<Vec<_>>>()
-    })
-    .map_err(error::internal)?;
+/// The head of a tenant's chain (NULL: the rows without a tenant), to be kept outside the
+/// database as an anchor for `verify_audit_chain`. No row when the tenant has no chain.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn audit_chain_head(
+    tenant_id: Option<&str>,
+) -> TableIterator<'static, (name!(chain_seq, i64), name!(chain_hash, Vec<u8>))> {
+    let head = privilege::as_extension_owner(|| {
+        crate::catalog::select_row(
+            "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
+              WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND last_seq OPERATOR(pg_catalog.>) 0",
+            &[key(tenant_id).into()],
+            |row| Ok((row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?)),
+        )
+    });
+    TableIterator::new(head.and_then(|(seq, hash)| Some((seq?, hash?))))
+}
 
-    let mut expected = 1i64;
-    let mut prev = GENESIS.to_vec();
-    for ChainedRow {
-        id,
-        seq,
-        prev: chain_prev,
-        hash: chain_hash,
-        digest,
-    } in rows
-    {
+/// A chained audit row as verification reads it.
+struct ChainedRow {
+    id: i64,
+    seq: i64,
+    prev: Option<Vec<u8>>,
+    hash: Option<Vec<u8>>,
+    digest: [u8; 32],
+}
+
+fn read_row(row: &pgrx::spi::SpiHeapTupleData) -> pgrx::spi::SpiResult<ChainedRow> {
+    let text = |i| row.get::<String>(i);
+    let occurred_at = row
+        .get::<TimestampWithTimeZone>(5)?
+        .map(|t| t.into_inner())
+        .unwrap_or_default();
+    let txid = text(6)?
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or_default();
+    let (tenant, user, role, trace) = (text(7)?, text(8)?, text(9)?, text(10)?);
+    let (db_role, schema, table) = (text(11)?, text(12)?, text(13)?);
+    let table_oid = row
+        .get::<pg_sys::Oid>(14)?
+        .map(|o| o.to_u32())
+        .unwrap_or_default();
+    let (op, pk, old, new) = (text(15)?, text(16)?, text(17)?, text(18)?);
+    Ok(ChainedRow {
+        id: row.get::<i64>(1)?.unwrap_or_default(),
+        seq: row.get::<i64>(2)?.unwrap_or_default(),
+        prev: row.get::<Vec<u8>>(3)?,
+        hash: row.get::<Vec<u8>>(4)?,
+        digest: digest(&Fields {
+            occurred_at,
+            txid,
+            tenant: tenant.as_deref(),
+            user: user.as_deref(),
+            role: role.as_deref(),
+            trace: trace.as_deref(),
+            db_role: db_role.as_deref().unwrap_or_default(),
+            schema: schema.as_deref().unwrap_or_default(),
+            table: table.as_deref().unwrap_or_default(),
+            table_oid,
+            op: op.as_deref().unwrap_or_default(),
+            pk: pk.as_deref(),
+            old: old.as_deref(),
+            new: new.as_deref(),
+        }),
+    })
+}
+
+/// Walks the chain in order, with a cursor (a tenant's log may be large).
+struct Walk<'a> {
+    expected: i64,
+    prev: Vec<u8>,
+    anchor: Option<&'a Anchor>,
+}
+
+impl Walk<'_> {
+    /// What is wrong with the next row, if anything.
+    fn check(&mut self, row: ChainedRow) -> Option<String> {
+        let ChainedRow {
+            seq,
+            prev,
+            hash,
+            digest,
+            ..
+        } = row;
+        let expected = self.expected;
         let problem = if seq < expected {
             Some(format!(
                 "sequence number {seq} repeats or goes back: a row was inserted out of order"
@@ -233,24 +349,85 @@ fn first_broken_link(key: &str) -> Result<Option<BrokenLink>> {
                 "rows {expected} to {} of the chain are missing: deleted",
                 seq - 1
             ))
-        } else if chain_prev != prev {
+        } else if prev.as_deref() != Some(self.prev.as_slice()) {
             Some(
                 "it does not link to the previous row: rows were reordered or replaced".to_string(),
             )
-        } else if link(&prev, seq, &digest) != chain_hash {
+        } else if hash.as_deref() != Some(link(&self.prev, seq, &digest).as_slice()) {
             Some("its content does not match its hash: the row was altered".to_string())
+        } else if self
+            .anchor
+            .is_some_and(|a| a.seq == seq && Some(&a.hash) != hash.as_ref())
+        {
+            Some(format!(
+                "row {seq} does not match the anchored hash: the chain up to it was rewritten"
+            ))
         } else {
             None
         };
-        if let Some(problem) = problem {
-            return Ok(Some((Some(id), Some(seq), problem)));
+        if problem.is_none() {
+            self.prev = hash.unwrap_or_default();
+            self.expected += 1;
         }
-        prev = chain_hash;
-        expected += 1;
+        problem
     }
-    let head = catalog::select_row(
-        "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads WHERE tenant_id = $1",
-        &[key.into()],
+}
+
+fn first_broken_link(tenant: Option<&str>, anchor: Option<&Anchor>) -> Result<Option<BrokenLink>> {
+    let filter = if tenant.is_some() {
+        "tenant_id OPERATOR(pg_catalog.=) $1"
+    } else {
+        "tenant_id IS NULL AND $1::pg_catalog.text IS NULL"
+    };
+    let sql = format!(
+        "SELECT id, chain_seq, chain_prev, chain_hash, occurred_at, txid::pg_catalog.text,
+                tenant_id, user_id, tenant_role, trace_id, db_role::pg_catalog.text,
+                schema_name::pg_catalog.text, table_name::pg_catalog.text, table_oid, op,
+                pk::pg_catalog.text, old_row::pg_catalog.text, new_row::pg_catalog.text
+           FROM tenant_guard.audit_log
+          WHERE {filter} AND chain_seq IS NOT NULL
+          ORDER BY chain_seq, id"
+    );
+    let mut walk = Walk {
+        expected: 1,
+        prev: GENESIS.to_vec(),
+        anchor,
+    };
+    let broken = Spi::connect(|client| {
+        let mut cursor = client.open_cursor(&sql, &[tenant.into()]);
+        loop {
+            let batch = cursor.fetch(1000)?;
+            if batch.is_empty() {
+                return Ok::<_, pgrx::spi::SpiError>(None);
+            }
+            for row in batch {
+                let row = read_row(&row)?;
+                let (id, seq) = (row.id, row.seq);
+                if let Some(problem) = walk.check(row) {
+                    return Ok(Some((Some(id), Some(seq), problem)));
+                }
+            }
+        }
+    })
+    .map_err(error::internal)?;
+    if broken.is_some() {
+        return Ok(broken);
+    }
+    let last = walk.expected - 1;
+    if let Some(anchor) = anchor.filter(|a| a.seq > last) {
+        return Ok(Some((
+            None,
+            Some(last + 1),
+            format!(
+                "the chain ends at {last}, before the anchored row {}: rows at the end were deleted",
+                anchor.seq
+            ),
+        )));
+    }
+    let head = crate::catalog::select_row(
+        "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
+          WHERE tenant_id OPERATOR(pg_catalog.=) $1",
+        &[key(tenant).into()],
         |row| {
             Ok((
                 row.get::<i64>(1)?.unwrap_or(0),
@@ -259,12 +436,11 @@ fn first_broken_link(key: &str) -> Result<Option<BrokenLink>> {
         },
     );
     match head {
-        Some((last_seq, last_hash)) if last_seq != expected - 1 || last_hash != prev => Ok(Some((
+        Some((last_seq, last_hash)) if last_seq != last || last_hash != walk.prev => Ok(Some((
             None,
-            Some(expected),
+            Some(last + 1),
             format!(
-                "the chain ends at {} but its head is at {last_seq}: rows at the end were deleted",
-                expected - 1
+                "the chain ends at {last} but its head is at {last_seq}: rows at the end were deleted"
             ),
         ))),
         _ => Ok(None),

@@ -1,38 +1,61 @@
 //! Which tables are audited and how: enable_tenant_audit, disable_tenant_audit, the options the
 //! trigger reads, and what DDL on an audited table must respect.
 
-use super::statements::{AuditedTable, Op};
+use super::table::{AuditedTable, Logged};
+use super::trigger::Op;
 use crate::catalog::{self, select_column, select_row, Column, Registry, Table};
 use crate::error::{self, Result};
 use crate::policy;
+use crate::privilege;
 use crate::sqltypes::{Name, RegClass};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-pub const TRIGGERS: [(&str, Op); 4] = [
-    ("tenant_guard_audit_insert", Op::Insert),
-    ("tenant_guard_audit_update", Op::Update),
-    ("tenant_guard_audit_delete", Op::Delete),
-    ("tenant_guard_audit_truncate", Op::Truncate),
+/// The audit triggers tenant_guard creates on an audited table (and only those), with the
+/// transition tables each one declares: (name, operation, old table, new table).
+pub const TRIGGERS: [(&str, Op, Option<&str>, Option<&str>); 4] = [
+    (
+        "tenant_guard_audit_insert",
+        Op::Insert,
+        None,
+        Some("tenant_guard_new"),
+    ),
+    (
+        "tenant_guard_audit_update",
+        Op::Update,
+        Some("tenant_guard_old"),
+        Some("tenant_guard_new"),
+    ),
+    (
+        "tenant_guard_audit_delete",
+        Op::Delete,
+        Some("tenant_guard_old"),
+        None,
+    ),
+    ("tenant_guard_audit_truncate", Op::Truncate, None, None),
 ];
 
 /// The options stored for an audited table.
-struct Options {
-    exclude: Vec<String>,
-    redact: Vec<String>,
-    parent: Option<pg_sys::Oid>,
+pub struct Options {
+    pub exclude: Vec<String>,
+    pub redact: Vec<String>,
+    pub parent: Option<pg_sys::Oid>,
+    pub hash_chain: bool,
 }
 
-fn options(relid: pg_sys::Oid) -> Option<Options> {
+pub fn options(relid: pg_sys::Oid) -> Option<Options> {
     select_row(
-        "SELECT exclude_columns::text[], redact_columns::text[], parent::oid
-           FROM tenant_guard.audit_config WHERE relid = $1::oid::regclass",
+        "SELECT exclude_columns::pg_catalog.text[], redact_columns::pg_catalog.text[],
+                parent::pg_catalog.oid, hash_chain
+           FROM tenant_guard.audit_config
+          WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
         &[relid.into()],
         |row| {
             Ok(Options {
                 exclude: row.get::<Vec<String>>(1)?.unwrap_or_default(),
                 redact: row.get::<Vec<String>>(2)?.unwrap_or_default(),
                 parent: row.get(3)?,
+                hash_chain: row.get::<bool>(4)?.unwrap_or(true),
             })
         },
     )
@@ -40,28 +63,39 @@ fn options(relid: pg_sys::Oid) -> Option<Options> {
 
 fn primary_key(relid: pg_sys::Oid) -> Vec<String> {
     select_column(
-        "SELECT a.attname::text
+        "SELECT a.attname::pg_catalog.text
            FROM pg_catalog.pg_index i
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-          WHERE i.indrelid = $1 AND i.indisprimary
+           JOIN pg_catalog.pg_attribute a
+             ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+            AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])
+          WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary
           ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)",
         &[relid.into()],
     )
 }
 
-/// What the trigger generates its statements from, or None if the table is not audited.
-pub fn audited_table(relid: pg_sys::Oid) -> Option<AuditedTable> {
+/// What the trigger renders a table's audit rows from, or None if the table is not audited.
+pub fn audited_table(relation: &pg_sys::RelationData) -> Option<AuditedTable> {
+    let relid = relation.rd_id;
     let options = options(relid)?;
-    Some(AuditedTable {
-        columns: select_column(
-            "SELECT attname::text FROM pg_catalog.pg_attribute
-              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            &[relid.into()],
-        ),
-        primary_key: primary_key(relid),
-        tenant_column: policy::registered(relid).map(|entry| entry.column),
-        exclude: options.exclude,
-        redact: options.redact,
+    let logged = |column: &str| {
+        if options.exclude.iter().any(|c| c == column) {
+            Logged::Excluded
+        } else if options.redact.iter().any(|c| c == column) {
+            Logged::Redacted
+        } else {
+            Logged::Clear
+        }
+    };
+    let tenant_column = policy::registered(relid).map(|entry| entry.column);
+    Some(unsafe {
+        AuditedTable::new(
+            relation,
+            logged,
+            &primary_key(relid),
+            tenant_column.as_deref(),
+            options.hash_chain,
+        )
     })
 }
 
@@ -103,34 +137,38 @@ fn column_list(
     Ok(columns)
 }
 
-/// Create (or replace) the four audit triggers on one table.
+/// Create (or replace) the four audit triggers on one table the caller owns, as the extension
+/// owner: the trigger function is not executable by PUBLIC (see `privilege.rs`).
 fn create_triggers(table: &Table) -> Result<()> {
     let name = table.qualified();
     let ddl: String = TRIGGERS
         .iter()
-        .map(|(trigger, op)| {
-            let (event, transition) = match op {
-                Op::Insert => ("INSERT", "REFERENCING NEW TABLE AS tenant_guard_new"),
-                Op::Update => (
-                    "UPDATE",
-                    "REFERENCING OLD TABLE AS tenant_guard_old NEW TABLE AS tenant_guard_new",
-                ),
-                Op::Delete => ("DELETE", "REFERENCING OLD TABLE AS tenant_guard_old"),
-                Op::Truncate => ("TRUNCATE", ""),
-            };
+        .map(|(trigger, op, old, new)| {
+            let mut transition = String::new();
+            if let Some(old) = old {
+                transition.push_str(&format!(" OLD TABLE AS {old}"));
+            }
+            if let Some(new) = new {
+                transition.push_str(&format!(" NEW TABLE AS {new}"));
+            }
+            if !transition.is_empty() {
+                transition.insert_str(0, "REFERENCING");
+            }
             format!(
                 "CREATE OR REPLACE TRIGGER {trigger} AFTER {event} ON {name} {transition}
-                     FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.audit_trigger();"
+                     FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.audit_trigger();",
+                event = op.as_str()
             )
         })
         .collect();
-    Spi::run(&ddl).map_err(error::internal)
+    privilege::as_extension_owner(|| Spi::run(&ddl)).map_err(error::internal)
 }
 
 fn drop_triggers(table: &Table) -> Result<()> {
     let existing = select_column::<String>(
-        "SELECT tgname::text FROM pg_catalog.pg_trigger
-          WHERE tgrelid = $1 AND tgname::text LIKE 'tenant_guard\\_audit\\_%'",
+        "SELECT tgname::pg_catalog.text FROM pg_catalog.pg_trigger
+          WHERE tgrelid OPERATOR(pg_catalog.=) $1
+            AND tgname::pg_catalog.text OPERATOR(pg_catalog.~~) 'tenant\\_guard\\_audit\\_%'",
         &[table.oid.into()],
     );
     let ddl: String = existing
@@ -149,29 +187,28 @@ fn drop_triggers(table: &Table) -> Result<()> {
     Spi::run(&ddl).map_err(error::internal)
 }
 
-/// Record the options and create the triggers on `table` (and, for a partitioned table, on
-/// every partition: a statement on a partition fires only the partition's triggers).
-fn apply(
-    table: &Table,
-    exclude: &[String],
-    redact: &[String],
-    parent: Option<pg_sys::Oid>,
-) -> Result<()> {
+/// Record the options and create the triggers on `table` (and, for a partitioned or inherited
+/// table, on every child: a statement on a child fires only the child's statement triggers).
+fn apply(table: &Table, options: &Options) -> Result<()> {
     policy::check_protectable(table)?;
     let enabled_by = catalog::current_role_name();
-    catalog::as_extension_owner(|| {
+    privilege::as_extension_owner(|| {
         Spi::run_with_args(
-            "INSERT INTO tenant_guard.audit_config (relid, exclude_columns, redact_columns, parent, enabled_by)
-             VALUES ($1::oid::regclass, $2::text[]::name[], $3::text[]::name[], $4::oid::regclass, $5::name)
+            "INSERT INTO tenant_guard.audit_config
+                    (relid, exclude_columns, redact_columns, hash_chain, parent, enabled_by)
+             VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text[]::pg_catalog.name[],
+                     $3::pg_catalog.text[]::pg_catalog.name[], $4, $5::pg_catalog.oid::pg_catalog.regclass,
+                     $6::pg_catalog.name)
              ON CONFLICT (relid) DO UPDATE
                 SET exclude_columns = excluded.exclude_columns, redact_columns = excluded.redact_columns,
-                    parent = excluded.parent, enabled_by = excluded.enabled_by,
-                    enabled_at = pg_catalog.now()",
+                    hash_chain = excluded.hash_chain, parent = excluded.parent,
+                    enabled_by = excluded.enabled_by, enabled_at = pg_catalog.now()",
             &[
                 table.oid.into(),
-                exclude.to_vec().into(),
-                redact.to_vec().into(),
-                parent.into(),
+                options.exclude.clone().into(),
+                options.redact.clone().into(),
+                options.hash_chain.into(),
+                options.parent.into(),
                 enabled_by.as_str().into(),
             ],
         )
@@ -180,21 +217,21 @@ fn apply(
     create_triggers(table)
 }
 
-/// Audit every partition of an audited partitioned table that is not audited through it yet.
-pub fn audit_partitions(parent: &Table, only_new: bool) -> Result<()> {
+/// Audit every child of an audited table (partitions and inheritance children, at any depth)
+/// with its settings: all of them, or (`only_new`) those not audited through it yet.
+pub fn audit_children(parent: &Table, only_new: bool) -> Result<()> {
     let Some(options) = options(parent.oid) else {
         return Ok(());
     };
-    for oid in parent.partitions() {
+    let child_options = Options {
+        parent: Some(parent.oid),
+        ..options
+    };
+    for oid in parent.descendants() {
         if only_new && self::options(oid).is_some_and(|o| o.parent == Some(parent.oid)) {
             continue;
         }
-        apply(
-            &Table::require(oid)?,
-            &options.exclude,
-            &options.redact,
-            Some(parent.oid),
-        )?;
+        apply(&Table::require(oid)?, &child_options)?;
     }
     Ok(())
 }
@@ -206,11 +243,18 @@ pub fn enable_tenant_audit(
     tbl: Option<RegClass>,
     exclude_columns: default!(Option<Vec<Option<Name>>>, "'{}'"),
     redact_columns: default!(Option<Vec<Option<Name>>>, "'{}'"),
+    hash_chain: default!(Option<bool>, true),
 ) -> Result<()> {
     let table = Table::from_argument(tbl)?;
     policy::check_protectable(&table)?;
     let exclude = column_list(&table, "exclude_columns", exclude_columns)?;
     let redact = column_list(&table, "redact_columns", redact_columns)?;
+    let Some(hash_chain) = hash_chain else {
+        return Err(error::malformed(
+            "tenant_guard: hash_chain must not be NULL",
+            "Pass true (chain the table's audit rows, the default) or false.",
+        ));
+    };
     if let Some(both) = exclude.iter().find(|c| redact.contains(c)) {
         return Err(error::malformed(
             format!("tenant_guard: column {} is both excluded and redacted", quote_identifier(both)),
@@ -239,14 +283,20 @@ pub fn enable_tenant_audit(
     unsafe {
         pg_sys::LockRelationOid(table.oid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE)
     };
-    apply(&table, &exclude, &redact, None)?;
-    if table.is_partitioned() {
-        audit_partitions(&table, false)?;
-    }
-    Ok(())
+    let _ours = crate::guard::OwnDdl::start();
+    apply(
+        &table,
+        &Options {
+            exclude,
+            redact,
+            parent: None,
+            hash_chain,
+        },
+    )?;
+    audit_children(&table, false)
 }
 
-/// Stop auditing `tbl` (and the partitions audited through it). The audit rows stay.
+/// Stop auditing `tbl` (and the children audited through it). The audit rows stay.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn disable_tenant_audit(tbl: Option<RegClass>) -> Result<()> {
@@ -262,14 +312,16 @@ pub fn disable_tenant_audit(tbl: Option<RegClass>) -> Result<()> {
     if let Some(parent) = options.parent {
         return Err(Registry::Audit.partition_error(&table, parent));
     }
-    let audited_partitions = Registry::Audit.children(table.oid);
-    for oid in std::iter::once(table.oid).chain(audited_partitions) {
+    let _ours = crate::guard::OwnDdl::start();
+    let audited_children = Registry::Audit.children(table.oid);
+    for oid in std::iter::once(table.oid).chain(audited_children) {
         let target = Table::require(oid)?;
         policy::check_protectable(&target)?;
         drop_triggers(&target)?;
-        catalog::as_extension_owner(|| {
+        privilege::as_extension_owner(|| {
             Spi::run_with_args(
-                "DELETE FROM tenant_guard.audit_config WHERE relid = $1::oid::regclass",
+                "DELETE FROM tenant_guard.audit_config
+                  WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
                 &[oid.into()],
             )
         })
@@ -280,13 +332,11 @@ pub fn disable_tenant_audit(tbl: Option<RegClass>) -> Result<()> {
 
 /// After DDL on `table` (from the event trigger): an excluded or redacted column must still
 /// exist under its name (fail closed: a renamed redacted column must not slip into the log),
-/// and new partitions of an audited table are audited.
+/// and new partitions and inheritance children of an audited table are audited.
 pub fn after_ddl(table: &Table) -> Result<()> {
     let Some(options) = options(table.oid) else {
-        if table.is_partition {
-            if let Some(parent) = Registry::Audit.root_of(table.oid) {
-                audit_partitions(&parent, true)?;
-            }
+        if let Some(parent) = Registry::Audit.root_of(table.oid) {
+            audit_children(&parent, true)?;
         }
         return Ok(());
     };
@@ -308,8 +358,8 @@ pub fn after_ddl(table: &Table) -> Result<()> {
             ));
         }
     }
-    if table.is_partitioned() && options.parent.is_none() {
-        audit_partitions(table, true)?;
+    if options.parent.is_none() {
+        audit_children(table, true)?;
     }
     Ok(())
 }

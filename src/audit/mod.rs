@@ -2,14 +2,20 @@
 //! set-based statement triggers.
 //!
 //! - `config`: enable_tenant_audit / disable_tenant_audit and the options the trigger reads;
-//! - `statements`: the SQL one audited statement runs;
-//! - `trigger`: the trigger, its plan cache and its invalidation;
-//! - `chain`: the optional per-tenant hash chain and verify_audit_chain.
+//! - `trigger`: the trigger, and the cache of audited tables' descriptions;
+//! - `table`: an audited table's description and the jsonb images of its rows;
+//! - `render`: one value as jsonb, without calling user-definable code;
+//! - `write`: the one privileged step, the INSERT of the finished rows;
+//! - `chain`: the per-tenant hash chain, verify_audit_chain and audit_chain_head.
 
 pub mod chain;
 pub mod config;
-pub mod statements;
+pub mod render;
+pub mod table;
 pub mod trigger;
+pub mod write;
+
+pub use trigger::Op;
 
 use crate::catalog;
 use crate::error;

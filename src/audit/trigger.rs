@@ -1,241 +1,312 @@
-//! The audit trigger: one cached, set-based statement per audited statement.
+//! The audit trigger: statement-level AFTER triggers (INSERT, UPDATE and DELETE with transition
+//! tables; TRUNCATE) call `audit_trigger`, which renders the statement's audit rows from the
+//! transition tuples as the invoking role (`render.rs`, `table.rs`) and hands them to `write.rs`,
+//! which writes them with one set-based INSERT as the extension owner. A failure aborts the
+//! audited statement with it: no change without its audit row.
 //!
-//! Statement-level AFTER triggers (INSERT, UPDATE, DELETE with transition tables; TRUNCATE)
-//! call `audit_trigger`. It prepares the table's statement once per backend (see
-//! `statements.rs`), keeps the plan, and runs it as the extension owner: the app role has no
-//! privilege on the log, so nothing but this trigger can write it. A failure aborts the audited
-//! statement with it: no change without its audit row.
-//!
-//! Cached plans embed the table's column names and the shape of its transition tables, so a
-//! relcache invalidation of the table (any ALTER, enable/disable) drops them; they are freed
-//! at the next trigger call that is not inside an audit statement.
-//!
-//! The trigger function has no `SET search_path`: the cached statement is immune to the
-//! caller's search_path by construction, and everything else it runs pins one.
+//! The table's description (columns, renderers, options) is built once per backend and table,
+//! and forgotten at any relcache invalidation of the table (any ALTER, enable/disable).
 
-use super::chain;
 use super::config;
-use super::statements::{self, AuditedTable, Op};
+use super::table::{AuditedTable, Tuple};
+use super::write;
 use crate::catalog;
 use crate::error;
 use crate::gucs;
+use crate::privilege;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::rc::Rc;
 
-/// Prepared statements of one table and operation.
-/// Cloned once per audited statement, so the table's description is shared, not copied.
-#[derive(Clone)]
-pub struct Plans {
-    pub table: Rc<AuditedTable>,
-    /// The plain insert, or (hash chain) the digest query and the chained insert.
-    pub insert: pg_sys::SPIPlanPtr,
-    pub chain: Option<(pg_sys::SPIPlanPtr, pg_sys::SPIPlanPtr)>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+    Truncate,
 }
 
-// Borrows of PLANS are short and never held across SPI: SPI takes locks, taking a lock
-// processes invalidations, and the invalidation callback borrows PLANS.
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+            Op::Truncate => "TRUNCATE",
+        }
+    }
+}
+
+/// What every audit row of one statement shares.
+pub struct Statement {
+    /// Statement start, PostgreSQL's microseconds since 2000-01-01.
+    pub occurred_at: i64,
+    pub txid: u64,
+    pub context_tenant: Option<String>,
+    pub user: Option<String>,
+    pub role: Option<String>,
+    pub trace: Option<String>,
+    pub db_role: String,
+    pub schema: String,
+    pub table: String,
+    pub table_oid: pg_sys::Oid,
+    pub op: Op,
+}
+
+/// One audit row, rendered: jsonb datums in the statement's memory context.
+pub struct AuditRow {
+    pub tenant: Option<String>,
+    pub pk: Option<pg_sys::Datum>,
+    pub old: Option<pg_sys::Datum>,
+    pub new: Option<pg_sys::Datum>,
+}
+
+// Borrows of DESCRIPTIONS are short and never held across SPI or catalog access: those process
+// invalidations, and the invalidation callback borrows DESCRIPTIONS.
 thread_local! {
-    static PLANS: RefCell<HashMap<(pg_sys::Oid, Op), Plans>> = RefCell::new(HashMap::new());
-    static STALE: RefCell<Vec<pg_sys::SPIPlanPtr>> = const { RefCell::new(Vec::new()) };
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// Bumped by every invalidation: a plan built while it changed is used once, not cached.
+    static DESCRIPTIONS: RefCell<HashMap<pg_sys::Oid, Rc<AuditedTable>>> = RefCell::new(HashMap::new());
+    /// Bumped by every invalidation: a description built while it changed is used once.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Register the relcache callback (from `_PG_init`, once per backend).
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_plans), pg_sys::Datum::from(0)) };
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0)) };
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn forget_plans(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     GENERATION.set(GENERATION.get() + 1);
     catalog::forget_extension_owner();
-    PLANS.with(|plans| {
-        let mut plans = plans.borrow_mut();
-        let stale: Vec<(pg_sys::Oid, Op)> = plans
-            .keys()
-            .filter(|(table, _)| relid == pg_sys::InvalidOid || *table == relid)
-            .copied()
-            .collect();
-        STALE.with(|queue| {
-            let mut queue = queue.borrow_mut();
-            for key in stale {
-                if let Some(entry) = plans.remove(&key) {
-                    queue.extend(entry.pointers());
-                }
-            }
-        });
+    // Taken out of the map first: dropping a description frees memory, never under a borrow.
+    let forgotten: Vec<Rc<AuditedTable>> = DESCRIPTIONS.with(|map| {
+        let mut map = map.borrow_mut();
+        if relid == pg_sys::InvalidOid {
+            map.drain().map(|(_, d)| d).collect()
+        } else {
+            map.remove(&relid).into_iter().collect()
+        }
     });
+    drop(forgotten);
 }
 
-impl Plans {
-    fn pointers(&self) -> Vec<pg_sys::SPIPlanPtr> {
-        let mut pointers = vec![self.insert];
-        if let Some((digests, insert)) = self.chain {
-            pointers.extend([digests, insert]);
-        }
-        pointers
-    }
-}
-
-/// The plans of `relid` and `op`: cached, or built (SPI) and cached unless an invalidation
-/// arrived meanwhile, in which case the plans built here are used for this statement and then
-/// freed (a plan taken from the cache is the invalidation's to free, or still cached).
-/// `with_chain` also builds the hash-chain statements.
-fn plans_for(relid: pg_sys::Oid, op: Op, with_chain: bool) -> Plans {
-    let cached = PLANS.with(|plans| plans.borrow().get(&(relid, op)).cloned());
-    if let Some(plans) = &cached {
-        if !with_chain || plans.chain.is_some() {
-            return plans.clone();
-        }
+fn described(relation: &pg_sys::RelationData) -> Rc<AuditedTable> {
+    let relid = relation.rd_id;
+    if let Some(found) = DESCRIPTIONS.with(|map| map.borrow().get(&relid).cloned()) {
+        return found;
     }
     let generation = GENERATION.get();
-    let mut built = Vec::new();
-    let plans = catalog::with_pinned_search_path(|| {
-        let mut plans = cached.unwrap_or_else(|| {
-            let table = config::audited_table(relid).unwrap_or_else(|| {
-                error::raise(error::invalid_state(
-                    "tenant_guard: audit trigger fired for a table that is not audited",
-                    "Call tenant_guard.enable_tenant_audit() or disable_tenant_audit() on it.",
-                ))
-            });
-            let insert = prepare(&table.insert(op), &[]);
-            built.push(insert);
-            Plans {
-                table: Rc::new(table),
-                insert,
-                chain: None,
-            }
+    let table = privilege::with_pinned_search_path(|| config::audited_table(relation))
+        .unwrap_or_else(|| {
+            error::raise(error::invalid_state(
+                "tenant_guard: audit trigger fired for a table that is not audited",
+                "Call tenant_guard.enable_tenant_audit() or disable_tenant_audit() on it.",
+            ))
         });
-        if with_chain && plans.chain.is_none() {
-            let (digests, insert) = chain::prepare_statements(&plans.table, op);
-            built.extend([digests, insert]);
-            plans.chain = Some((digests, insert));
-        }
-        plans
-    });
+    let table = Rc::new(table);
     if GENERATION.get() == generation {
-        PLANS.with(|cache| cache.borrow_mut().insert((relid, op), plans.clone()));
-    } else {
-        STALE.with(|queue| queue.borrow_mut().extend(built));
+        DESCRIPTIONS.with(|map| map.borrow_mut().insert(relid, table.clone()));
     }
-    plans
+    table
 }
 
-/// Free plans dropped by invalidations, unless an audit statement is running right now.
-fn free_stale_plans() {
-    if DEPTH.get() > 0 {
-        return;
-    }
-    STALE.with(|queue| {
-        for plan in queue.borrow_mut().drain(..) {
-            unsafe { pg_sys::SPI_freeplan(plan) };
-        }
-    });
-}
-
-/// Marks an audit statement as running while it lives (also when an error unwinds).
-struct Running;
-
-impl Running {
-    fn start() -> Running {
-        DEPTH.set(DEPTH.get() + 1);
-        Running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        DEPTH.set(DEPTH.get() - 1);
-    }
-}
-
-/// Prepare `sql` with the audit parameters (and `extra` after them) and keep the plan. Needs an
-/// SPI connection with the trigger's transition tables registered.
-pub fn prepare(sql: &str, extra: &[pg_sys::Oid]) -> pg_sys::SPIPlanPtr {
-    let mut types: Vec<pg_sys::Oid> = statements::parameter_types().to_vec();
-    types.extend_from_slice(extra);
-    let sql = CString::new(sql).expect("generated SQL has no NUL byte");
-    unsafe {
-        let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-        if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
-            let result = pg_sys::SPI_result;
-            error::raise(error::internal(format!(
-                "could not prepare an audit statement (SPI result {result})"
-            )));
-        }
-        plan
-    }
-}
-
-/// The per-statement parameters: the context, the role, the table.
-pub struct Parameters {
-    values: Vec<pg_sys::Datum>,
-    nulls: Vec<std::ffi::c_char>,
-}
-
-impl Parameters {
-    fn new(relation: &pg_sys::RelationData) -> Parameters {
-        let mut parameters = Parameters {
-            values: Vec::with_capacity(12),
-            nulls: Vec::with_capacity(12),
-        };
-        for setting in [
-            &gucs::TENANT_ID_VALUE,
-            &gucs::USER_ID_VALUE,
-            &gucs::TENANT_ROLE_VALUE,
-            &gucs::TRACE_ID_VALUE,
-        ] {
-            parameters.push(gucs::text_value(setting).and_then(|v| v.into_datum()));
-        }
-        parameters.push(catalog::current_role_name().into_datum());
-        let schema = unsafe {
-            let name = pg_sys::get_namespace_name((*relation.rd_rel).relnamespace);
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        };
-        let table = unsafe {
-            std::ffi::CStr::from_ptr((*relation.rd_rel).relname.data.as_ptr())
-                .to_string_lossy()
-                .into_owned()
-        };
-        parameters.push(schema.into_datum());
-        parameters.push(table.into_datum());
-        parameters.push(Some(pg_sys::Datum::from(relation.rd_id)));
-        parameters
-    }
-
-    pub fn push(&mut self, datum: Option<pg_sys::Datum>) {
-        self.values.push(datum.unwrap_or(pg_sys::Datum::from(0)));
-        self.nulls.push(if datum.is_some() {
-            b' ' as _
-        } else {
-            b'n' as _
-        });
-    }
-
-    /// Execute `plan` with these parameters; returns SPI's status.
-    pub fn execute(&mut self, plan: pg_sys::SPIPlanPtr) -> i32 {
+impl Statement {
+    fn capture(relation: &pg_sys::RelationData, op: Op) -> Statement {
         unsafe {
-            pg_sys::SPI_execute_plan(
-                plan,
-                self.values.as_mut_ptr(),
-                self.nulls.as_mut_ptr(),
-                false,
-                0,
-            )
+            let schema = pg_sys::get_namespace_name((*relation.rd_rel).relnamespace);
+            Statement {
+                occurred_at: pg_sys::GetCurrentStatementStartTimestamp(),
+                txid: pg_sys::GetTopFullTransactionId().value,
+                context_tenant: gucs::text_value(&gucs::TENANT_ID_VALUE),
+                user: gucs::text_value(&gucs::USER_ID_VALUE),
+                role: gucs::text_value(&gucs::TENANT_ROLE_VALUE),
+                trace: gucs::text_value(&gucs::TRACE_ID_VALUE),
+                db_role: catalog::current_role_name(),
+                schema: std::ffi::CStr::from_ptr(schema)
+                    .to_string_lossy()
+                    .into_owned(),
+                table: std::ffi::CStr::from_ptr((*relation.rd_rel).relname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned(),
+                table_oid: relation.rd_id,
+                op,
+            }
         }
     }
 }
 
-// No SET search_path clause: setting and restoring it costs every audited statement a search
-// path recomputation. The cached statement is fully schema-qualified instead, and the SQL this
-// function runs otherwise (on a cache miss, with the hash chain) pins one explicitly.
+/// A memory context for one audited statement (the rendered rows), with a scratch context
+/// reset after every row (the output functions' strings). Deleted when dropped.
+pub struct StatementMemory {
+    pub rows: pg_sys::MemoryContext,
+    scratch: pg_sys::MemoryContext,
+}
+
+impl StatementMemory {
+    fn new() -> StatementMemory {
+        unsafe {
+            let rows = pg_sys::AllocSetContextCreateInternal(
+                pg_sys::CurrentMemoryContext,
+                c"tenant_guard audit rows".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            );
+            let scratch = pg_sys::AllocSetContextCreateInternal(
+                rows,
+                c"tenant_guard audit scratch".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            );
+            StatementMemory { rows, scratch }
+        }
+    }
+
+    /// Run `f` in the scratch context, then reset it. `f` gets the context to keep results in.
+    pub fn scratch<T>(&self, f: impl FnOnce(pg_sys::MemoryContext) -> T) -> T {
+        unsafe {
+            let previous = pg_sys::MemoryContextSwitchTo(self.scratch);
+            let result = f(self.rows);
+            pg_sys::MemoryContextSwitchTo(previous);
+            pg_sys::MemoryContextReset(self.scratch);
+            result
+        }
+    }
+}
+
+impl Drop for StatementMemory {
+    fn drop(&mut self) {
+        unsafe { pg_sys::MemoryContextDelete(self.rows) };
+    }
+}
+
+/// Reads one transition table, with a read pointer of its own (other triggers of the statement
+/// read the same tuplestore).
+struct Transition {
+    store: *mut pg_sys::Tuplestorestate,
+    slot: *mut pg_sys::TupleTableSlot,
+    natts: i32,
+}
+
+impl Transition {
+    unsafe fn open(
+        store: *mut pg_sys::Tuplestorestate,
+        relation: &pg_sys::RelationData,
+        natts: usize,
+    ) -> Transition {
+        if store.is_null() {
+            error::raise(error::internal(
+                "an audit trigger is missing its transition table",
+            ));
+        }
+        let pointer = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_select_read_pointer(store, pointer);
+        pg_sys::tuplestore_rescan(store);
+        Transition {
+            store,
+            slot: pg_sys::MakeSingleTupleTableSlot(relation.rd_att, &pg_sys::TTSOpsMinimalTuple),
+            natts: natts as i32,
+        }
+    }
+
+    /// The next tuple; valid until the next call.
+    unsafe fn next(&mut self) -> Option<Tuple<'_>> {
+        if !pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot) {
+            return None;
+        }
+        pg_sys::slot_getsomeattrs(self.slot, self.natts);
+        let natts = self.natts as usize;
+        Some(Tuple {
+            values: std::slice::from_raw_parts((*self.slot).tts_values, natts),
+            nulls: std::slice::from_raw_parts((*self.slot).tts_isnull, natts),
+        })
+    }
+}
+
+impl Drop for Transition {
+    fn drop(&mut self) {
+        unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+    }
+}
+
+/// Render the statement's audit rows. UPDATE reads the old and new transition tables in
+/// lockstep: PostgreSQL appends each updated row's old and new versions to them together, so
+/// the n-th old row and the n-th new row are the same row (even when its primary key changed).
+unsafe fn render_rows(
+    data: &pg_sys::TriggerData,
+    table: &AuditedTable,
+    statement: &Statement,
+    memory: &StatementMemory,
+) -> Vec<AuditRow> {
+    let relation = &*data.tg_relation;
+    let natts = table.natts();
+    let tenant_of = |row: &Tuple| {
+        table
+            .tenant(row)
+            .unwrap_or_else(|| statement.context_tenant.clone())
+    };
+    let mut rows = Vec::new();
+    match statement.op {
+        Op::Truncate => rows.push(AuditRow {
+            tenant: statement.context_tenant.clone(),
+            pk: None,
+            old: None,
+            new: None,
+        }),
+        Op::Insert | Op::Delete => {
+            let store = if statement.op == Op::Insert {
+                data.tg_newtable
+            } else {
+                data.tg_oldtable
+            };
+            let mut transition = Transition::open(store, relation, natts);
+            while let Some(row) = transition.next() {
+                rows.push(memory.scratch(|keep| {
+                    let image = table.image(&row, keep);
+                    AuditRow {
+                        tenant: tenant_of(&row),
+                        pk: Some(table.primary_key(&row, keep)),
+                        old: (statement.op == Op::Delete).then_some(image),
+                        new: (statement.op == Op::Insert).then_some(image),
+                    }
+                }));
+            }
+        }
+        Op::Update => {
+            let mut old_rows = Transition::open(data.tg_oldtable, relation, natts);
+            let mut new_rows = Transition::open(data.tg_newtable, relation, natts);
+            loop {
+                match (old_rows.next(), new_rows.next()) {
+                    (Some(old), Some(new)) => {
+                        let rendered = memory.scratch(|keep| {
+                            table
+                                .changes(&old, &new, keep)
+                                .map(|(old_image, new_image)| AuditRow {
+                                    tenant: tenant_of(&new),
+                                    pk: Some(table.primary_key(&old, keep)),
+                                    old: Some(old_image),
+                                    new: Some(new_image),
+                                })
+                        });
+                        rows.extend(rendered);
+                    }
+                    (None, None) => break,
+                    _ => error::raise(error::internal(
+                        "the old and new transition tables of an UPDATE differ in length",
+                    )),
+                }
+            }
+        }
+    }
+    rows
+}
+
+// No SET search_path clause: setting and restoring it would cost every audited statement a
+// search path recomputation. Nothing here resolves a name through the caller's path: the
+// renderer calls no SQL, and the SQL the writer runs is fully schema-qualified (see
+// `privilege.rs`). Not executable by PUBLIC (see sql/finalize.sql): only tenant_guard attaches it.
 #[pg_trigger(sql = r#"
 CREATE FUNCTION tenant_guard.audit_trigger() RETURNS trigger
     LANGUAGE c
@@ -260,28 +331,12 @@ fn audit_trigger<'a>(
     };
     let data = trigger.trigger_data();
     let relation = unsafe { &*data.tg_relation };
-    let relid = relation.rd_id;
-    let mut parameters = Parameters::new(relation);
-    let chained = gucs::AUDIT_HASH_CHAIN.get();
-
-    free_stale_plans();
-    let _running = Running::start();
-    catalog::as_extension_owner(|| unsafe {
-        pg_sys::SPI_connect();
-        pg_sys::SPI_register_trigger_data(data as *const _ as *mut _);
-        let plans = plans_for(relid, op, chained);
-        let status = match plans.chain {
-            Some(statements) if chained => {
-                catalog::with_pinned_search_path(|| chain::write(statements, &mut parameters))
-            }
-            _ => parameters.execute(plans.insert),
-        };
-        if status < 0 {
-            error::raise(error::internal(format!(
-                "writing the audit rows failed (SPI result {status})"
-            )));
-        }
-        pg_sys::SPI_finish();
-    });
+    let table = described(relation);
+    let statement = Statement::capture(relation, op);
+    let memory = StatementMemory::new();
+    let rows = unsafe { render_rows(data, &table, &statement, &memory) };
+    if !rows.is_empty() {
+        write::write(&table, &statement, &rows, &memory);
+    }
     Ok(None)
 }

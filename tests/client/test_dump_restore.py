@@ -1,10 +1,12 @@
 """pg_dump / pg_restore of a database using the extension keeps the protected tables' policies,
 the registry, the exclusions, the audit settings, the audit log and its hash chain, without
-the event trigger protecting anything twice."""
+the event trigger protecting anything twice: the tamper guard tells the restore's re-creation of
+exactly what tenant_guard generated apart from tampering, and still refuses tampering after."""
 
 import subprocess
 
 import pytest
+from psycopg import errors
 
 SOURCE_SQL = """
 CREATE EXTENSION tenant_guard;
@@ -18,6 +20,7 @@ CREATE TABLE shop.orders (id bigserial PRIMARY KEY, tenant_id text NOT NULL, ite
 CREATE TABLE shop.events (tenant_id bigint NOT NULL, at date NOT NULL, v int) PARTITION BY RANGE (at);
 CREATE TABLE shop.events_2026 PARTITION OF shop.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 CREATE TABLE shop.scratch (id int, tenant_id text);
+CREATE TABLE shop.orders_archive (archived_at date) INHERITS (shop.orders);
 RESET ROLE;
 SELECT tenant_guard.exclude_table('shop.scratch');
 SET tenant_guard.auto_protect = off;
@@ -25,7 +28,8 @@ CREATE TABLE shop.members (id int, org uuid);
 SELECT tenant_guard.enable_tenant_rls('shop.members', 'org', to_roles => ARRAY['tg_app']::regrole[]);
 RESET tenant_guard.auto_protect;
 SELECT tenant_guard.enable_tenant_audit('shop.orders', redact_columns => '{item}');
-ALTER ROLE tg_app IN DATABASE tg_dump_src SET tenant_guard.audit_hash_chain = on;
+ALTER TABLE shop.events ADD PRIMARY KEY (tenant_id, at);
+SELECT tenant_guard.enable_tenant_audit('shop.events', hash_chain => false);
 """
 
 STATE_QUERIES = {
@@ -44,7 +48,8 @@ STATE_QUERIES = {
     "registry": """SELECT relid::text, tenant_column, tenant_type::text, to_roles::text, parent::text, protected_via
                      FROM tenant_guard.protected_tables ORDER BY 1""",
     "excluded": "SELECT relid::text FROM tenant_guard.excluded_tables ORDER BY 1",
-    "audited": "SELECT relid::text, exclude_columns, redact_columns FROM tenant_guard.audited_tables ORDER BY 1",
+    "audited": """SELECT relid::text, exclude_columns, redact_columns, hash_chain, parent::text
+                    FROM tenant_guard.audited_tables ORDER BY 1""",
     "audit_log": """SELECT id, occurred_at, txid::text, tenant_id, user_id, op, pk, old_row, new_row,
                            chain_seq, chain_prev, chain_hash FROM tenant_guard.audit_log ORDER BY id""",
     "chain_heads": "SELECT * FROM tenant_guard.audit_chain_heads ORDER BY 1",
@@ -67,8 +72,11 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
             with app.transaction():
                 app.execute("SELECT tenant_guard.set_tenant_context(%s)", (tenant,))
                 app.execute("INSERT INTO shop.orders (item) VALUES (%s), (%s)", (f"{tenant}-1", f"{tenant}-2"))
+    with plain_cluster.connect(user="postgres", dbname="tg_dump_src") as admin:
+        anchors = {tenant: admin.execute("SELECT * FROM tenant_guard.audit_chain_head(%s)", (tenant,)).fetchone()
+                   for tenant in ("acme", "globex")}
     before = state(plain_cluster, "tg_dump_src")
-    assert len(before["policies"]) == 2 * 4  # orders, events, events_2026, members
+    assert len(before["policies"]) == 2 * 5  # orders, orders_archive, events, events_2026, members
     assert before["excluded"] == [("shop.scratch",)]
     assert len(before["audit_log"]) == 4 and all(row[9] is not None for row in before["audit_log"])
     assert "acme-1" not in str(before["audit_log"])  # item is redacted
@@ -86,6 +94,10 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
     with plain_cluster.connect(user="postgres", dbname="tg_dump_dst") as admin:
         for tenant in ("acme", "globex"):
             assert admin.execute("SELECT * FROM tenant_guard.verify_audit_chain(%s)", (tenant,)).fetchall() == []
+            # The anchor exported before the dump still holds after the restore.
+            seq, digest = anchors[tenant]
+            assert admin.execute("SELECT * FROM tenant_guard.verify_audit_chain(%s, %s, %s)",
+                                 (tenant, seq, digest)).fetchall() == []
 
     with plain_cluster.connect(dbname="tg_dump_dst") as app:
         with app.transaction():
@@ -98,12 +110,17 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
             app.execute("SELECT tenant_guard.set_tenant_context('acme')")
             app.execute("INSERT INTO shop.orders (item) VALUES ('acme-3')")
             assert app.execute("SELECT count(*) FROM tenant_guard.audit_log").fetchone() == (3,)
-    # The restored database protects new tables again.
+    # The restored database protects new tables again, and its guard refuses tampering again.
     with plain_cluster.connect(user="tg_owner", dbname="tg_dump_dst") as owner:
         owner.execute("CREATE TABLE shop.after_restore (tenant_id text)")
         assert owner.execute(
             "SELECT protected_via FROM tenant_guard.protected_tables WHERE relid = 'shop.after_restore'::regclass"
         ).fetchone() == ("auto_protect",)
+        for tampering in ("ALTER TABLE shop.orders NO FORCE ROW LEVEL SECURITY",
+                          "DROP POLICY tenant_guard_fence ON shop.orders_archive",
+                          "ALTER TABLE shop.events_2026 DISABLE TRIGGER ALL"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                owner.execute(tampering)
 
 
 @pytest.fixture(autouse=True)

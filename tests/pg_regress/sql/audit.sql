@@ -1,5 +1,7 @@
 -- Audit: what every operation writes to tenant_guard.audit_log, who can read and change it,
--- the hash chain, and bad input. The audited table is protected too; DML runs as the app role.
+-- how values are rendered (and that no code of the table owner's runs while they are), the
+-- hash chain and its anchor, and bad input. The audited table is protected too; DML runs as the
+-- app role.
 \c - tg_owner
 CREATE TABLE app.payments (
     id          bigserial PRIMARY KEY,
@@ -12,7 +14,7 @@ CREATE TABLE app.payments (
 SELECT tenant_guard.enable_tenant_audit('app.payments', exclude_columns => '{updated_at}', redact_columns => '{card_number}');
 -- Idempotent, and listed with its options.
 SELECT tenant_guard.enable_tenant_audit('app.payments', exclude_columns => '{updated_at}', redact_columns => '{card_number}');
-SELECT relid, exclude_columns, redact_columns, primary_key, parent, enabled_by FROM tenant_guard.audited_tables;
+SELECT relid, exclude_columns, redact_columns, hash_chain, primary_key, parent, enabled_by FROM tenant_guard.audited_tables;
 SELECT tgname, tgtype FROM pg_trigger WHERE tgrelid = 'app.payments'::regclass AND tgname LIKE 'tenant_guard_audit%' ORDER BY tgname;
 
 -- Every operation, as the app role, with a full context. Whole audit rows are compared (id and
@@ -62,6 +64,125 @@ BEGIN;
 TRUNCATE app.payments;
 SELECT op, tenant_id, db_role, pk, old_row, new_row FROM tenant_guard.audit_log WHERE op = 'TRUNCATE';
 ROLLBACK;
+
+-- A role reads an audit row only if it may SELECT the table the row is about (schema USAGE and
+-- table-level SELECT: column privileges do not cover a whole row image), and only in its tenant.
+\c - postgres
+CREATE ROLE tg_auditor NOSUPERUSER NOBYPASSRLS;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_auditor;
+SET ROLE tg_auditor;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+SELECT count(*) AS without_select_on_payments FROM tenant_guard.audit_log;
+COMMIT;
+RESET ROLE;
+GRANT USAGE ON SCHEMA app TO tg_auditor;
+GRANT SELECT (id, customer) ON app.payments TO tg_auditor;
+SET ROLE tg_auditor;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+SELECT count(*) AS with_column_privileges_only FROM tenant_guard.audit_log;
+COMMIT;
+RESET ROLE;
+GRANT SELECT ON app.payments TO tg_auditor;
+SET ROLE tg_auditor;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+SELECT count(*) AS with_select, count(*) FILTER (WHERE tenant_id <> 'acme') AS other_tenants
+  FROM tenant_guard.audit_log;
+COMMIT;
+RESET ROLE;
+REVOKE ALL ON app.payments FROM tg_auditor;
+REVOKE USAGE ON SCHEMA app FROM tg_auditor;
+
+-- UPDATE pairs each row's old and new version by row identity, even when the primary key
+-- itself changes.
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('pairs') IS NOT NULL AS set;
+INSERT INTO app.payments (id, customer, amount) SELECT g, 'pair-' || g, g FROM generate_series(9001, 9050) g;
+UPDATE app.payments SET id = id + 1000, amount = amount * 2 WHERE customer LIKE 'pair-%';
+SELECT count(*) AS updates,
+       count(*) FILTER (WHERE (new_row ->> 'id')::int = (pk ->> 'id')::int + 1000
+                          AND (new_row ->> 'amount')::numeric = 2 * (old_row ->> 'amount')::numeric
+                          AND (old_row ->> 'id')::int = (pk ->> 'id')::int) AS paired_right
+  FROM tenant_guard.audit_log WHERE tenant_id = 'pairs' AND op = 'UPDATE';
+ROLLBACK;
+
+-- Values are rendered as to_jsonb() renders the built-in types (numbers, booleans, ISO dates and
+-- timestamps, nested json, arrays, composites), without calling any cast.
+\c - tg_owner
+CREATE TYPE app.money_pair AS (amount numeric, currency text);
+CREATE TABLE app.kinds (
+    id bigint PRIMARY KEY, tenant_id text NOT NULL, i2 smallint, i4 integer, i8 bigint,
+    n numeric, n_nan numeric, f4 real, f8 double precision, f_inf double precision, b boolean,
+    d date, ts timestamp, tstz timestamptz, t time, iv interval, j json, jb jsonb, j_scalar json,
+    jb_scalar jsonb, arr int[], arr2 text[], arr_empty int[], arr_nulls int[], pair app.money_pair,
+    r int4range, u uuid, by bytea, ip inet, c char(3), v varchar(5), nm name, x xml
+);
+SELECT tenant_guard.enable_tenant_audit('app.kinds');
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('kinds') IS NOT NULL AS set;
+INSERT INTO app.kinds VALUES (
+    1, 'kinds', 2, 4, 8, 1.50, 'NaN', 1.25, 0.1, '-Infinity', true, '2026-01-02', '2026-01-02 03:04:05.678',
+    '2026-01-02 03:04:05+00', '12:34', '1 day 2 hours', '{"b": [1, {"c": null}]}', '{"a": "x"}', '5', '"s"',
+    '{1,2,3}', '{{a,b},{c,"d e"}}', '{}', '{1,NULL}', '(9.99,EUR)', '[1,10)', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+    '\xdeadbeef', '10.0.0.1/8', 'ab', 'vc', 'a name', '<x>1</x>');
+INSERT INTO app.kinds (id) VALUES (2);
+COMMIT;
+\c - postgres
+SELECT k.id, l.new_row = to_jsonb(k) AS same_as_to_jsonb
+  FROM app.kinds k JOIN tenant_guard.audit_log l ON l.table_name = 'kinds' AND (l.pk ->> 'id')::bigint = k.id
+ ORDER BY k.id;
+SELECT new_row FROM tenant_guard.audit_log WHERE table_name = 'kinds' AND pk = '{"id": 1}';
+
+-- A user-defined cast to json is never called: not for an enum, a domain over it, a composite
+-- type or an array of the enum. to_jsonb() would call it, and the audit row is written as the
+-- extension owner (a superuser); the table's owner defines the types and the casts.
+\c - tg_owner
+CREATE TYPE app.status AS ENUM ('open', 'paid');
+CREATE DOMAIN app.status_domain AS app.status;
+CREATE TYPE app.address AS (street text, city text);
+CREATE FUNCTION app.escalate(app.status) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'cast function called as %', current_user;
+    ALTER ROLE tg_owner SUPERUSER;
+    RETURN '"escalated"'::json;
+END
+$$;
+CREATE FUNCTION app.escalate_address(app.address) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'cast function called as %', current_user;
+    ALTER ROLE tg_owner SUPERUSER;
+    RETURN '"escalated"'::json;
+END
+$$;
+CREATE CAST (app.status AS json) WITH FUNCTION app.escalate(app.status);
+CREATE CAST (app.address AS json) WITH FUNCTION app.escalate_address(app.address);
+CREATE TABLE app.bills (id bigserial PRIMARY KEY, tenant_id text NOT NULL, status app.status,
+                        status_domain app.status_domain, address app.address, history app.status[]);
+SELECT tenant_guard.enable_tenant_audit('app.bills');
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+INSERT INTO app.bills (status, status_domain, address, history)
+VALUES ('open', 'paid', ROW('Main St 1', 'Springfield'), '{open,paid}');
+UPDATE app.bills SET status = 'paid', history = '{open,paid,paid}';
+SELECT op, new_row FROM tenant_guard.audit_log WHERE table_name = 'bills' ORDER BY id;
+COMMIT;
+\c - postgres
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'tg_owner';
+-- The same row through to_jsonb(), as the old audit statement rendered it: the cast runs (as the
+-- caller here, so it fails: permission denied). That is what ran as the superuser.
+\c - tg_owner
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+SELECT to_jsonb(b) FROM app.bills b;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+\c - postgres
+SELECT rolsuper AS owner_became_superuser FROM pg_roles WHERE rolname = 'tg_owner';
 
 -- Append-only: the app role and the audited table's owner cannot change or remove audit rows ...
 \c - tg_app
@@ -129,21 +250,45 @@ SELECT count(*) AS audit_rows, count(DISTINCT pk) AS distinct_keys,
   FROM tenant_guard.audit_log WHERE tenant_id = 'bulk';
 COMMIT;
 
--- The audit statement cannot be redirected by the caller's objects: an operator in a schema
--- first on the app role's search_path is not used (the trigger pins its search_path).
+-- Nothing the caller defines is picked up by what tenant_guard runs: not an operator or a
+-- function in a schema first on the search_path (for jsonb, text or oid, as catalog lookups and
+-- audit statements would use), not under a search_path that puts pg_catalog last.
 \c - postgres
 CREATE SCHEMA evil;
-CREATE FUNCTION evil.hijack(jsonb, jsonb) RETURNS jsonb LANGUAGE sql AS $$SELECT '{"hijacked": true}'::jsonb$$;
-CREATE OPERATOR evil.|| (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = evil.hijack);
 GRANT USAGE ON SCHEMA evil TO PUBLIC;
+CREATE FUNCTION evil.hijack(jsonb, jsonb) RETURNS jsonb LANGUAGE plpgsql AS
+$$BEGIN RAISE NOTICE 'evil jsonb operator called'; RETURN '{"hijacked": true}'::jsonb; END$$;
+CREATE OPERATOR evil.|| (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = evil.hijack);
+CREATE FUNCTION evil.oid_eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN RAISE NOTICE 'evil oid = called'; RETURN true; END$$;
+CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.oid_eq);
+CREATE FUNCTION evil.text_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN RAISE NOTICE 'evil text = called'; RETURN true; END$$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.text_eq);
+CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE plpgsql AS
+$$BEGIN RAISE NOTICE 'evil to_jsonb called'; RETURN '{}'::jsonb; END$$;
+CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE plpgsql AS
+$$BEGIN RAISE NOTICE 'evil now called'; RETURN 'epoch'; END$$;
+-- (The test's own statements under that path spell their operators out.)
 \c - tg_app
 SET search_path = evil, pg_catalog, public;
 BEGIN;
 SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
 INSERT INTO app.payments (customer, amount, card_number) VALUES ('search-path', 1.00, '4111111111111111');
-SELECT new_row FROM tenant_guard.audit_log WHERE new_row ->> 'customer' = 'search-path';
-COMMIT;
+UPDATE app.payments SET amount = 2.00 WHERE customer OPERATOR(pg_catalog.=) 'search-path';
 RESET search_path;
+SELECT op, old_row, new_row FROM tenant_guard.audit_log
+ WHERE pk IN (SELECT pk FROM tenant_guard.audit_log WHERE new_row ->> 'customer' = 'search-path') ORDER BY id;
+COMMIT;
+\c - tg_owner
+SET search_path = evil, pg_catalog, public;
+CREATE TABLE app.search_path_check (id int PRIMARY KEY, tenant_id text);
+SELECT tenant_guard.enable_tenant_audit('app.search_path_check');
+ALTER TABLE app.search_path_check NO FORCE ROW LEVEL SECURITY;
+\echo :LAST_ERROR_SQLSTATE
+RESET search_path;
+SELECT * FROM tg_test.protection('app.search_path_check');
+DROP TABLE app.search_path_check;
 \c - postgres
 DROP SCHEMA evil CASCADE;
 
@@ -190,9 +335,8 @@ COMMIT;
 SELECT tenant_guard.disable_tenant_audit('app.ledger_2027');
 \echo :LAST_ERROR_SQLSTATE
 
--- The hash chain (superuser setting): each tenant's audit rows chain with SHA-256.
-\c - postgres
-ALTER ROLE tg_app SET tenant_guard.audit_hash_chain = on;
+-- The hash chain: every audited table chains by default (hash_chain => false opts a table out),
+-- whoever writes: it is a property of the table's audit settings, not of a session.
 \c - tg_app
 BEGIN;
 SELECT tenant_guard.set_tenant_context('chain-a') IS NOT NULL AS set;
@@ -205,14 +349,18 @@ SELECT tenant_guard.set_tenant_context('chain-b') IS NOT NULL AS set;
 INSERT INTO app.payments (customer, amount) VALUES ('chain-b1', 1);
 COMMIT;
 \c - postgres
-ALTER ROLE tg_app RESET tenant_guard.audit_hash_chain;
+-- A superuser's write (no context) chains too, under the row's tenant.
+UPDATE app.payments SET amount = 100 WHERE customer = 'chain-1';
 SELECT tenant_id, op, chain_seq, chain_prev = lag(chain_hash, 1, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
                                   OVER (PARTITION BY tenant_id ORDER BY chain_seq) AS links
-  FROM tenant_guard.audit_log WHERE chain_seq IS NOT NULL ORDER BY tenant_id, chain_seq;
-SELECT tenant_id, last_seq FROM tenant_guard.audit_chain_heads ORDER BY tenant_id;
+  FROM tenant_guard.audit_log WHERE tenant_id LIKE 'chain-%' ORDER BY tenant_id, chain_seq;
+SELECT count(*) AS unchained_payments_rows FROM tenant_guard.audit_log
+ WHERE chain_seq IS NULL AND table_name IN ('payments', 'ledger', 'ledger_2026', 'ledger_2027');
+SELECT tenant_id, last_seq FROM tenant_guard.audit_chain_heads WHERE tenant_id LIKE 'chain-%' ORDER BY tenant_id;
 SELECT * FROM tenant_guard.verify_audit_chain('chain-a');
 SELECT * FROM tenant_guard.verify_audit_chain('chain-b');
 SELECT * FROM tenant_guard.verify_audit_chain('no-such-tenant');
+SELECT * FROM tenant_guard.verify_audit_chain('bulk');
 -- Tampering (by the extension owner, the only role that can) is found at the right row.
 BEGIN;
 UPDATE tenant_guard.audit_log SET new_row = new_row || '{"amount": 999}' WHERE tenant_id = 'chain-a' AND chain_seq = 3;
@@ -223,7 +371,7 @@ DELETE FROM tenant_guard.audit_log WHERE tenant_id = 'chain-a' AND chain_seq = 2
 SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a');
 ROLLBACK;
 BEGIN;
-DELETE FROM tenant_guard.audit_log WHERE tenant_id = 'chain-a' AND chain_seq = 8;
+DELETE FROM tenant_guard.audit_log WHERE tenant_id = 'chain-a' AND chain_seq = 9;
 SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a');
 ROLLBACK;
 BEGIN;
@@ -238,9 +386,96 @@ SELECT occurred_at, txid, tenant_id, db_role, schema_name, table_name, table_oid
   FROM tenant_guard.audit_log WHERE tenant_id = 'chain-a' AND chain_seq = 3;
 SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a');
 ROLLBACK;
--- verify_audit_chain is not for PUBLIC.
+
+-- The anchor: whoever can write the log can also rewrite the chain consistently, so the
+-- operator keeps audit_chain_head() outside the database and verifies against it.
+SELECT chain_seq AS anchored_seq, chain_hash AS anchored_hash FROM tenant_guard.audit_chain_head('chain-a') \gset
+SELECT :anchored_seq AS anchored_seq, length(:'anchored_hash') AS hex_length;
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, :'anchored_hash');
+SELECT * FROM tenant_guard.audit_chain_head('no-such-tenant');
+-- An external verifier can recompute every hash: the digest's encoding (docs/DESIGN.md), in SQL.
+CREATE FUNCTION tg_test.field(value text) RETURNS bytea LANGUAGE sql IMMUTABLE
+RETURN CASE WHEN value IS NULL THEN '\x00'::bytea
+            ELSE '\x01'::bytea || int8send(octet_length(value)::bigint) || convert_to(value, 'UTF8') END;
+CREATE FUNCTION tg_test.digest(l tenant_guard.audit_log) RETURNS bytea LANGUAGE sql STABLE
+RETURN sha256(convert_to('tenant_guard audit row v1', 'UTF8') || '\x00'::bytea
+              || int8send((extract(epoch FROM l.occurred_at - '2000-01-01 00:00:00+00') * 1000000)::bigint)
+              || int8send(l.txid::text::bigint)
+              || tg_test.field(l.tenant_id) || tg_test.field(l.user_id) || tg_test.field(l.tenant_role)
+              || tg_test.field(l.trace_id) || tg_test.field(l.db_role) || tg_test.field(l.schema_name)
+              || tg_test.field(l.table_name) || substring(int8send(l.table_oid::bigint) FROM 5)
+              || tg_test.field(l.op) || tg_test.field(l.pk::text) || tg_test.field(l.old_row::text)
+              || tg_test.field(l.new_row::text));
+SELECT bool_and(chain_hash = sha256(chain_prev || int8send(chain_seq) || tg_test.digest(l))) AS recomputed
+  FROM tenant_guard.audit_log l WHERE tenant_id = 'chain-a';
+-- A consistent rewrite: alter row 3 and re-chain every row after it, and the head. The chain
+-- alone verifies; against the anchor it does not.
+BEGIN;
+UPDATE tenant_guard.audit_log SET new_row = new_row || '{"amount": 999}' WHERE tenant_id = 'chain-a' AND chain_seq = 3;
+DO $$
+DECLARE r tenant_guard.audit_log; prev bytea;
+BEGIN
+    FOR r IN SELECT * FROM tenant_guard.audit_log l WHERE tenant_id = 'chain-a' ORDER BY chain_seq LOOP
+        prev := COALESCE(prev, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
+        UPDATE tenant_guard.audit_log SET chain_prev = prev,
+               chain_hash = sha256(prev || int8send(r.chain_seq) || tg_test.digest(r))
+         WHERE id = r.id RETURNING chain_hash INTO prev;
+    END LOOP;
+    UPDATE tenant_guard.audit_chain_heads SET last_hash = prev WHERE tenant_id = 'chain-a';
+END
+$$;
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a');
+SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, :'anchored_hash');
+ROLLBACK;
+-- Deleting a tenant's newest rows with its head, or all of them, verifies clean without the
+-- anchor, and not with it.
+BEGIN;
+DELETE FROM tenant_guard.audit_log WHERE tenant_id = 'chain-a' AND chain_seq > 5;
+UPDATE tenant_guard.audit_chain_heads h SET last_seq = 5, last_hash = l.chain_hash
+  FROM tenant_guard.audit_log l WHERE h.tenant_id = 'chain-a' AND l.tenant_id = 'chain-a' AND l.chain_seq = 5;
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a');
+SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, :'anchored_hash');
+ROLLBACK;
+BEGIN;
+DELETE FROM tenant_guard.audit_log WHERE tenant_id = 'chain-a';
+DELETE FROM tenant_guard.audit_chain_heads WHERE tenant_id = 'chain-a';
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a');
+SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, :'anchored_hash');
+ROLLBACK;
+-- Rows written after the anchor keep verifying against it.
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('chain-a') IS NOT NULL AS set;
+INSERT INTO app.payments (customer, amount) VALUES ('chain-6', 6);
+COMMIT;
+\c - postgres
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, :'anchored_hash');
+-- A bad anchor is a clear error.
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a', 0, :'anchored_hash');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a', 1, '\x00');
+\echo :LAST_ERROR_SQLSTATE
+-- A table audited with hash_chain => false writes unchained rows.
+\c - tg_owner
+CREATE TABLE app.clicks (id bigserial PRIMARY KEY, tenant_id text NOT NULL, url text);
+SELECT tenant_guard.enable_tenant_audit('app.clicks', hash_chain => false);
+SELECT tenant_guard.enable_tenant_audit('app.clicks', hash_chain => NULL);
+\echo :LAST_ERROR_SQLSTATE
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('chain-a') IS NOT NULL AS set;
+INSERT INTO app.clicks (url) VALUES ('/a'), ('/b');
+SELECT count(*) AS clicks, count(chain_seq) AS chained FROM tenant_guard.audit_log WHERE table_name = 'clicks';
+COMMIT;
+\c - postgres
+SELECT * FROM tenant_guard.verify_audit_chain('chain-a', :anchored_seq, :'anchored_hash');
+-- verify_audit_chain and audit_chain_head are not for PUBLIC.
 \c - tg_app
 SELECT * FROM tenant_guard.verify_audit_chain('chain-a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM tenant_guard.audit_chain_head('chain-a');
 \echo :LAST_ERROR_SQLSTATE
 
 -- Bad input: a clear error with its SQLSTATE, and nothing changed.
@@ -274,12 +509,12 @@ SELECT tenant_guard.disable_tenant_audit('app.no_pk');
 SELECT tenant_guard.enable_tenant_audit('app.payments');
 \echo :LAST_ERROR_SQLSTATE
 \c - postgres
-GRANT EXECUTE ON FUNCTION tenant_guard.enable_tenant_audit(regclass, name[], name[]) TO tg_app;
+GRANT EXECUTE ON FUNCTION tenant_guard.enable_tenant_audit(regclass, name[], name[], boolean) TO tg_app;
 \c - tg_app
 SELECT tenant_guard.enable_tenant_audit('app.payments');
 \echo :LAST_ERROR_SQLSTATE
 \c - postgres
-REVOKE EXECUTE ON FUNCTION tenant_guard.enable_tenant_audit(regclass, name[], name[]) FROM tg_app;
+REVOKE EXECUTE ON FUNCTION tenant_guard.enable_tenant_audit(regclass, name[], name[], boolean) FROM tg_app;
 SELECT relid, exclude_columns, redact_columns FROM tenant_guard.audited_tables ORDER BY relid::text;
 
 -- disable_tenant_audit removes the triggers and the settings; the audit rows stay.

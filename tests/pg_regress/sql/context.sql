@@ -33,13 +33,41 @@ ROLLBACK TO SAVEPOINT s1;
 SELECT tenant_guard.current_tenant_id(), tenant_guard.current_user_id();
 COMMIT;
 
--- ... including to no context at all, which also lifts the tenant binding.
+-- ... including to no context at all; but the transaction stays bound to the tenant it acted
+-- for: ROLLBACK TO SAVEPOINT undoes the context, not the binding, so a transaction cannot read as
+-- one tenant and then write as another.
 BEGIN;
 SAVEPOINT s1;
 SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
 ROLLBACK TO SAVEPOINT s1;
 SELECT tenant_guard.current_tenant_id() IS NULL AS restored_to_none;
 SELECT tenant_guard.set_tenant_context('globex') IS NOT NULL AS other_tenant_after_rollback_to;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+SAVEPOINT s1;
+ROLLBACK TO SAVEPOINT s1;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS same_tenant_again;
+SELECT tenant_guard.set_tenant_context('globex');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- The same through a PL/pgSQL exception block, which is a subtransaction too.
+DO $$
+BEGIN
+    BEGIN
+        PERFORM tenant_guard.set_tenant_context('acme');
+        RAISE EXCEPTION 'undo the context';
+    EXCEPTION WHEN raise_exception THEN
+        RAISE NOTICE 'context after the block: %', tenant_guard.current_tenant_id();
+    END;
+    PERFORM tenant_guard.set_tenant_context('globex');
+END
+$$;
+\echo :LAST_ERROR_SQLSTATE
+-- The binding ends with the transaction.
+BEGIN;
+SELECT tenant_guard.set_tenant_context('globex') IS NOT NULL AS next_transaction_is_free;
 COMMIT;
 
 -- Session scope on request: survives transactions ...
@@ -183,6 +211,48 @@ SELECT tenant_guard.set_tenant_context(42);
 ROLLBACK TO SAVEPOINT s;
 SELECT tenant_guard.tenant_context() AS unchanged;
 COMMIT;
+
+-- One tenant, one spelling: a tenant id that reads as an integer or a UUID must be written the
+-- way PostgreSQL prints it, so that a bigint column's 7 is the audit log's and the chain's '7'.
+BEGIN;
+SELECT tenant_guard.set_tenant_context('07');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('+7');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('-0');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('a0eebc999c0b4ef8bb6d6bb9bd380a11');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('7') ->> 'tenant_id' AS canonical_integer,
+       tenant_guard.current_tenant_id() = '7' AS kept_as_written;
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('-42') ->> 'tenant_id' AS negative_integer;
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11') ->> 'tenant_id' AS canonical_uuid;
+ROLLBACK;
+BEGIN;
+-- Not an integer or a UUID: any spelling is its own tenant.
+SELECT tenant_guard.set_tenant_context('007-bond') ->> 'tenant_id' AS text_id,
+       tenant_guard.set_tenant_context('007-bond', 'x') ->> 'tenant_id' AS same;
+ROLLBACK;
 
 -- The limits are inclusive: 255 bytes (multibyte characters count in bytes) and any printable text.
 BEGIN;

@@ -46,6 +46,7 @@ ROLLBACK TO SAVEPOINT s;
 SET tenant_guard.trace_id = 'forged';
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK TO SAVEPOINT s;
+-- The tenant a transaction is bound to is no setting at all (not even a placeholder can be made).
 SET tenant_guard.bound_tenant_id = 'globex';
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK TO SAVEPOINT s;

@@ -57,9 +57,19 @@ SELECT tenant_guard.set_tenant_context('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11') I
 SELECT count(*) AS app_rows FROM app.accounts;
 COMMIT;
 
--- A permissive policy added later cannot widen access past the tenant: the fence is restrictive.
+-- A protected table carries tenant_guard's policies only: adding one is refused, for the owner
+-- and the superuser alike (tests/pg_regress/sql/tamper.sql has the rest of the guard) ...
 \c - tg_owner
 CREATE POLICY everything ON app.accounts AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true);
+\echo :LAST_ERROR_SQLSTATE
+\c - postgres
+CREATE POLICY everything ON app.accounts AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true);
+\echo :LAST_ERROR_SQLSTATE
+-- ... unless a superuser switches the guard off, visibly. Even then the restrictive fence keeps a
+-- later permissive policy from widening access past the tenant.
+ALTER EVENT TRIGGER tenant_guard_protect_new_tables DISABLE;
+CREATE POLICY everything ON app.accounts AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true);
+ALTER EVENT TRIGGER tenant_guard_protect_new_tables ENABLE;
 \c - tg_reader
 BEGIN;
 SELECT tenant_guard.set_tenant_context('b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11') IS NOT NULL AS set;
@@ -71,6 +81,9 @@ COMMIT;
 \c - tg_owner
 SELECT tenant_guard.disable_tenant_rls('app.accounts');
 SELECT * FROM tg_test.protection('app.accounts', 'org_id');
+-- A table with policies of its own is not protected until they are gone (55000).
+SELECT tenant_guard.enable_tenant_rls('app.accounts', 'org_id');
+\echo :LAST_ERROR_SQLSTATE
 DROP POLICY everything ON app.accounts;
 SELECT tenant_guard.enable_tenant_rls('app.accounts', 'org_id');
 SELECT tenant_guard.disable_tenant_rls('app.accounts');

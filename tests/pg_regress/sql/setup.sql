@@ -19,7 +19,7 @@ GRANT EXECUTE ON FUNCTION
     tenant_guard.disable_tenant_rls(regclass),
     tenant_guard.exclude_table(regclass),
     tenant_guard.protect_tenant_tables(name),
-    tenant_guard.enable_tenant_audit(regclass, name[], name[]),
+    tenant_guard.enable_tenant_audit(regclass, name[], name[], boolean),
     tenant_guard.disable_tenant_audit(regclass)
 TO tg_owner;
 

@@ -1,0 +1,378 @@
+//! The state tenant_guard expects of a registered table, derived from the registry alone, in
+//! one place: what `enable_tenant_rls` and `enable_tenant_audit` generate, what the tamper guard
+//! accepts when DDL re-creates it (a restore re-creates exactly this), and what the self-check
+//! compares tables against.
+//!
+//! A protected table has row level security enabled and forced; the policies
+//! `tenant_guard_isolation` (PERMISSIVE, to the registry's roles or PUBLIC) and
+//! `tenant_guard_fence` (RESTRICTIVE, PUBLIC), both `FOR ALL` with `USING` and `WITH CHECK`
+//! `<tenant column> = (SELECT tenant_guard.required_tenant_id('<table>'::regclass,
+//! NULL::<type>))`; that call as the tenant column's default; and the trigger
+//! `tenant_guard_truncate_guard`. An audited table has the four `tenant_guard_audit_*`
+//! triggers. Trigger names starting with `tenant_guard_` belong to tenant_guard.
+//!
+//! Expressions are compared as PostgreSQL prints them (`pg_get_expr`) with
+//! `search_path = pg_catalog, pg_temp`, which every caller runs under.
+
+use crate::audit;
+use crate::catalog::{select_column, select_row, Table};
+use crate::policy::{self, Registered};
+use crate::tenant_type::TenantType;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_qualified_identifier};
+
+pub const ISOLATION_POLICY: &str = "tenant_guard_isolation";
+pub const FENCE_POLICY: &str = "tenant_guard_fence";
+pub const TRUNCATE_TRIGGER: &str = "tenant_guard_truncate_guard";
+/// The prefix of every trigger and policy name tenant_guard generates.
+pub const PREFIX: &str = "tenant_guard_";
+
+// pg_trigger.tgtype bits (catalog/pg_trigger.h).
+const TRIGGER_TYPE_BEFORE: i16 = 1 << 1;
+const TRIGGER_TYPE_INSERT: i16 = 1 << 2;
+const TRIGGER_TYPE_DELETE: i16 = 1 << 3;
+const TRIGGER_TYPE_UPDATE: i16 = 1 << 4;
+const TRIGGER_TYPE_TRUNCATE: i16 = 1 << 5;
+
+/// What the tenant column is compared with: the context tenant as the column's type.
+pub fn context_sql(table: &Table, kind: TenantType) -> String {
+    format!(
+        "tenant_guard.required_tenant_id({}, NULL::{})",
+        table.regclass_literal(),
+        kind.sql_name()
+    )
+}
+
+/// The generated policies' USING and WITH CHECK expression.
+pub fn predicate_sql(table: &Table, column: &str, kind: TenantType) -> String {
+    format!(
+        "{} OPERATOR(pg_catalog.=) (SELECT {})",
+        quote_identifier(column),
+        context_sql(table, kind)
+    )
+}
+
+/// A string constant as `pg_get_expr` prints it.
+fn printed_literal(text: &str) -> String {
+    let mut printed = String::with_capacity(text.len() + 2);
+    printed.push('\'');
+    for ch in text.chars() {
+        if ch == '\'' || (ch == '\\' && !unsafe { pg_sys::standard_conforming_strings }) {
+            printed.push(ch);
+        }
+        printed.push(ch);
+    }
+    printed.push('\'');
+    printed
+}
+
+/// `context_sql` as `pg_get_expr` prints it.
+fn printed_context(table: &Table, kind: TenantType) -> String {
+    let regclass = quote_qualified_identifier(&table.schema, &table.name);
+    format!(
+        "tenant_guard.required_tenant_id({}::regclass, NULL::{})",
+        printed_literal(&regclass),
+        kind.sql_name()
+    )
+}
+
+/// `predicate_sql` as `pg_get_expr` prints it (implicit casts, as for a varchar column, are not
+/// printed).
+fn printed_predicate(table: &Table, column: &str, kind: TenantType) -> String {
+    format!(
+        "({} = ( SELECT {} AS required_tenant_id))",
+        quote_identifier(column),
+        printed_context(table, kind)
+    )
+}
+
+/// A generated policy.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub permissive: bool,
+    /// `polroles`: role OIDs, `{0}` for PUBLIC.
+    pub roles: Vec<pg_sys::Oid>,
+    pub command: String,
+    pub using: Option<String>,
+    pub check: Option<String>,
+}
+
+/// A generated trigger.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub name: String,
+    pub function: String,
+    pub tgtype: i16,
+    pub enabled: String,
+    pub old_table: Option<String>,
+    pub new_table: Option<String>,
+    /// No arguments, no WHEN clause, no column list, not a constraint trigger.
+    pub plain: bool,
+}
+
+/// Everything tenant_guard expects of one table.
+pub struct Expected {
+    pub protection: Option<(Registered, TenantType)>,
+    pub policies: Vec<Policy>,
+    pub triggers: Vec<Trigger>,
+    /// (tenant column, its default as printed).
+    pub default: Option<(String, String)>,
+}
+
+fn trigger(
+    name: &str,
+    function: &str,
+    tgtype: i16,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> Trigger {
+    Trigger {
+        name: name.to_string(),
+        function: function.to_string(),
+        tgtype,
+        enabled: "O".to_string(),
+        old_table: old.map(str::to_string),
+        new_table: new.map(str::to_string),
+        plain: true,
+    }
+}
+
+/// What the registry says `table` must look like (nothing, for a table it does not know).
+pub fn of(table: &Table) -> Expected {
+    let mut expected = Expected {
+        protection: None,
+        policies: Vec::new(),
+        triggers: Vec::new(),
+        default: None,
+    };
+    if let Some(entry) = policy::registered(table.oid) {
+        let kind = TenantType::from_oid(entry.type_oid).unwrap_or(TenantType::Text);
+        let predicate = printed_predicate(table, &entry.column, kind);
+        let roles = entry
+            .to_roles
+            .clone()
+            .unwrap_or_else(|| vec![pg_sys::InvalidOid]);
+        for (name, permissive, roles) in [
+            (ISOLATION_POLICY, true, roles),
+            (FENCE_POLICY, false, vec![pg_sys::InvalidOid]),
+        ] {
+            expected.policies.push(Policy {
+                name: name.to_string(),
+                permissive,
+                roles,
+                command: "*".to_string(),
+                using: Some(predicate.clone()),
+                check: Some(predicate.clone()),
+            });
+        }
+        expected.triggers.push(trigger(
+            TRUNCATE_TRIGGER,
+            "tenant_guard.truncate_guard()",
+            TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_TRUNCATE,
+            None,
+            None,
+        ));
+        expected.default = Some((entry.column.clone(), printed_context(table, kind)));
+        expected.protection = Some((entry, kind));
+    }
+    if audit::config::options(table.oid).is_some() {
+        for (name, op, old, new) in audit::config::TRIGGERS {
+            let event = match op {
+                audit::Op::Insert => TRIGGER_TYPE_INSERT,
+                audit::Op::Update => TRIGGER_TYPE_UPDATE,
+                audit::Op::Delete => TRIGGER_TYPE_DELETE,
+                audit::Op::Truncate => TRIGGER_TYPE_TRUNCATE,
+            };
+            expected.triggers.push(trigger(
+                name,
+                "tenant_guard.audit_trigger()",
+                event,
+                old,
+                new,
+            ));
+        }
+    }
+    expected
+}
+
+const POLICY_COLUMNS: &str = "polname::pg_catalog.text, polpermissive, polroles::pg_catalog.oid[],
+     polcmd::pg_catalog.text, pg_catalog.pg_get_expr(polqual, polrelid),
+     pg_catalog.pg_get_expr(polwithcheck, polrelid)";
+
+/// A policy as the catalog describes it, with the table it is on.
+pub fn policy(oid: pg_sys::Oid) -> Option<(pg_sys::Oid, Policy)> {
+    select_row(
+        &format!(
+            "SELECT polrelid, {POLICY_COLUMNS} FROM pg_catalog.pg_policy
+              WHERE oid OPERATOR(pg_catalog.=) $1"
+        ),
+        &[oid.into()],
+        |row| {
+            let relid = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
+            Ok((
+                relid,
+                Policy {
+                    name: row.get::<String>(2)?.unwrap_or_default(),
+                    permissive: row.get::<bool>(3)?.unwrap_or_default(),
+                    roles: row.get::<Vec<pg_sys::Oid>>(4)?.unwrap_or_default(),
+                    command: row.get::<String>(5)?.unwrap_or_default(),
+                    using: row.get::<String>(6)?,
+                    check: row.get::<String>(7)?,
+                },
+            ))
+        },
+    )
+}
+
+/// The policies on a table, by name.
+pub fn policies(relid: pg_sys::Oid) -> Vec<Policy> {
+    let names = select_column::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 ORDER BY polname",
+        &[relid.into()],
+    );
+    names
+        .into_iter()
+        .filter_map(|oid| policy(oid).map(|(_, p)| p))
+        .collect()
+}
+
+const TRIGGER_COLUMNS: &str = "t.tgname::pg_catalog.text,
+     t.tgfoid::pg_catalog.regprocedure::pg_catalog.text, t.tgtype, t.tgenabled::pg_catalog.text,
+     t.tgoldtable::pg_catalog.text, t.tgnewtable::pg_catalog.text,
+     t.tgnargs OPERATOR(pg_catalog.=) 0 AND t.tgqual IS NULL
+       AND pg_catalog.cardinality(t.tgattr::pg_catalog.int2[]) OPERATOR(pg_catalog.=) 0
+       AND t.tgconstraint OPERATOR(pg_catalog.=) 0";
+
+/// A trigger as the catalog describes it, with its table.
+pub fn trigger_by_oid(oid: pg_sys::Oid) -> Option<(pg_sys::Oid, Trigger)> {
+    select_row(
+        &format!(
+            "SELECT t.tgrelid, {TRIGGER_COLUMNS} FROM pg_catalog.pg_trigger t
+              WHERE t.oid OPERATOR(pg_catalog.=) $1"
+        ),
+        &[oid.into()],
+        |row| {
+            Ok((
+                row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                Trigger {
+                    name: row.get::<String>(2)?.unwrap_or_default(),
+                    function: row.get::<String>(3)?.unwrap_or_default(),
+                    tgtype: row.get::<i16>(4)?.unwrap_or_default(),
+                    enabled: row.get::<String>(5)?.unwrap_or_default(),
+                    old_table: row.get::<String>(6)?,
+                    new_table: row.get::<String>(7)?,
+                    plain: row.get::<bool>(8)?.unwrap_or_default(),
+                },
+            ))
+        },
+    )
+}
+
+/// tenant_guard's triggers on a table (by name prefix).
+pub fn our_triggers(relid: pg_sys::Oid) -> Vec<Trigger> {
+    select_column::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_trigger
+          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND NOT tgisinternal
+            AND pg_catalog.starts_with(tgname::pg_catalog.text, 'tenant_guard_')
+          ORDER BY tgname",
+        &[relid.into()],
+    )
+    .into_iter()
+    .filter_map(|oid| trigger_by_oid(oid).map(|(_, t)| t))
+    .collect()
+}
+
+/// The default of a table's column, as printed.
+pub fn column_default(relid: pg_sys::Oid, column: &str) -> Option<String> {
+    crate::catalog::select_value(
+        "SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+           FROM pg_catalog.pg_attrdef d
+           JOIN pg_catalog.pg_attribute a
+             ON a.attrelid OPERATOR(pg_catalog.=) d.adrelid AND a.attnum OPERATOR(pg_catalog.=) d.adnum
+          WHERE d.adrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+        &[relid.into(), column.into()],
+    )
+}
+
+/// Whether row level security is enabled and forced on a table.
+pub fn rls_forced(relid: pg_sys::Oid) -> bool {
+    crate::catalog::select_exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1
+                           AND relrowsecurity AND relforcerowsecurity)",
+        &[relid.into()],
+    )
+}
+
+impl Expected {
+    /// Every way the table differs from what is expected, as sentences naming the object.
+    pub fn differences(&self, table: &Table) -> Vec<String> {
+        let mut differences = Vec::new();
+        let name = table.qualified();
+        if self.protection.is_some() && !rls_forced(table.oid) {
+            differences.push(format!(
+                "row level security is not enabled and forced on {name}"
+            ));
+        }
+        let actual_policies = policies(table.oid);
+        for wanted in &self.policies {
+            match actual_policies.iter().find(|p| p.name == wanted.name) {
+                None => differences.push(format!("policy {} on {name} is missing", wanted.name)),
+                Some(actual) if actual != wanted => differences.push(format!(
+                    "policy {} on {name} is not the one tenant_guard generates",
+                    wanted.name
+                )),
+                _ => {}
+            }
+        }
+        if self.protection.is_some() {
+            for other in actual_policies
+                .iter()
+                .filter(|p| !self.policies.iter().any(|w| w.name == p.name))
+            {
+                differences.push(format!(
+                    "policy {} on {name} is not tenant_guard's",
+                    quote_identifier(&other.name)
+                ));
+            }
+        }
+        let actual_triggers = our_triggers(table.oid);
+        for wanted in &self.triggers {
+            match actual_triggers.iter().find(|t| t.name == wanted.name) {
+                None => differences.push(format!("trigger {} on {name} is missing", wanted.name)),
+                Some(actual) if actual != wanted => differences.push(format!(
+                    "trigger {} on {name} is not the one tenant_guard generates (or is disabled)",
+                    wanted.name
+                )),
+                _ => {}
+            }
+        }
+        for stray in actual_triggers
+            .iter()
+            .filter(|t| !self.triggers.iter().any(|w| w.name == t.name))
+        {
+            differences.push(format!(
+                "trigger {} on {name} has tenant_guard's prefix but tenant_guard did not create it",
+                quote_identifier(&stray.name)
+            ));
+        }
+        if let Some((column, wanted)) = &self.default {
+            if column_default(table.oid, column).as_deref() != Some(wanted.as_str()) {
+                differences.push(format!(
+                    "the default of {}.{} is not the tenant context",
+                    name,
+                    quote_identifier(column)
+                ));
+            }
+        }
+        differences
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+
+    pub fn trigger(&self, name: &str) -> Option<&Trigger> {
+        self.triggers.iter().find(|t| t.name == name)
+    }
+}

@@ -1,0 +1,87 @@
+//! The identities tenant_guard's code runs as, and why each switch is safe.
+//!
+//! Almost everything runs as the role that called it: DDL on a user's table needs that role's
+//! own ownership, a policy's `required_tenant_id` runs as the querying role, triggers run as the
+//! role whose statement fired them. The extension owner (a superuser: the extension is
+//! `superuser = true`) is needed only to write tenant_guard's own tables, which no other role
+//! may write. The contract (docs/DESIGN.md, "Identities"):
+//!
+//! > No code that a non-superuser can define or redirect (a function, cast, operator, type,
+//! > default expression, trigger, rule, policy, or a name resolved through the caller's
+//! > search_path) ever runs with the extension owner's privileges.
+//!
+//! Every switch goes through [`as_extension_owner`], and its callers are exactly these:
+//!
+//! 1. **Registry writes** (`policy.rs`, `audit/config.rs`, `event.rs`): INSERT, UPDATE and
+//!    DELETE of `tenant_guard.protected_tables`, `excluded_tables` and `audit_config`, with
+//!    parameters of built-in types and fully schema-qualified SQL. Those tables are owned by
+//!    the extension owner, so only it can give them triggers, rules or defaults.
+//! 2. **Trigger creation** (`policy.rs`, `audit/config.rs`): `CREATE TRIGGER ... EXECUTE
+//!    FUNCTION tenant_guard.<function>()` on a table the caller owns (checked before). The
+//!    trigger functions are not executable by PUBLIC (a hand-attached audit trigger could forge
+//!    audit rows), so the owner creates them. CREATE TRIGGER evaluates nothing: no WHEN clause,
+//!    no arguments. The event triggers it fires are tenant_guard's own (only superusers create
+//!    event triggers).
+//! 3. **The audit write** (`audit/write.rs`): `INSERT INTO tenant_guard.audit_log ... SELECT
+//!    ... FROM` a tuplestore of finished rows. The rows are rendered *before* the switch, in
+//!    Rust, as the invoking role, and without user-definable code (`audit/render.rs`); the
+//!    privileged statement only copies values of built-in types into the log.
+//! 4. **The hash chain** (`audit/chain.rs`): locking, reading and advancing rows of
+//!    `tenant_guard.audit_chain_heads`, and reading `audit_log` to verify a chain.
+//!
+//! Every SQL text that runs as the owner is fully schema-qualified down to its operators
+//! (`OPERATOR(pg_catalog.=)`) and casts, so it means the same under any search_path; catalog
+//! lookups that do not run as the owner are written the same way, so that a caller's objects
+//! cannot change their answers either ([`with_pinned_search_path`] adds a pinned path where a
+//! lookup runs from a trigger without one).
+//!
+//! The SECURITY DEFINER functions of the extension are the event trigger functions, which
+//! are C functions with `SET search_path = pg_catalog, pg_temp` (see `sql/finalize.sql`).
+
+use crate::catalog;
+use crate::error;
+use pgrx::pg_sys;
+
+/// Run `f` with the privileges of the extension owner, as PostgreSQL itself does for
+/// referential-integrity checks. An error inside `f` aborts the (sub)transaction, and the abort
+/// restores the previous user id. Callers are listed in the module documentation.
+pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
+    let owner = catalog::extension_owner();
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}
+
+/// Run `f` with `search_path = pg_catalog, pg_temp`, restored afterwards (on error, by the
+/// (sub)transaction abort). A path that cannot be set is an error, never a silent fallback to
+/// the caller's path.
+pub fn with_pinned_search_path<T>(f: impl FnOnce() -> T) -> T {
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    let status = unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        )
+    };
+    if status <= 0 {
+        error::raise(error::internal("could not pin search_path"));
+    }
+    let result = f();
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    result
+}
