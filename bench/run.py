@@ -32,8 +32,9 @@ BENCH = REPO / "bench"
 PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
 DBNAME = "tenant_guard_bench"
 
-AUDIT_RESET = ("TRUNCATE bench.invoices_plain, bench.invoices_audited, bench.invoices_rowtrigger, "
-               "bench.rowtrigger_log; TRUNCATE tenant_guard.audit_log")
+AUDIT_RESET = ("TRUNCATE bench.invoices_plain, bench.invoices_audited, bench.invoices_chained, "
+               "bench.invoices_rowtrigger, bench.rowtrigger_log; TRUNCATE tenant_guard.audit_log, "
+               "tenant_guard.audit_chain_heads")
 
 # name, baseline script and role, guarded script and role, target ratio (None: information only),
 # what it shows, SQL run before every run of the pair (as the superuser)
@@ -57,6 +58,10 @@ PAIRS = [
      AUDIT_RESET),
     ("9. single-row insert, audited", "single_plain", "bench_app", "single_audited", "bench_app", 1.25,
      "unaudited vs tenant_guard audit, one row per statement (1.25: throughput 0.80x)", AUDIT_RESET),
+    ("10. bulk insert of 10,000 invoices, audited with hash chain", "bulk_plain", "bench_app", "bulk_chained",
+     "bench_app", None, "unaudited vs tenant_guard audit with the hash chain (the default)", AUDIT_RESET),
+    ("11. single-row insert, audited with hash chain", "single_plain", "bench_app", "single_chained", "bench_app",
+     None, "unaudited vs tenant_guard audit with the hash chain, both clients in one tenant", AUDIT_RESET),
 ]
 
 

@@ -71,9 +71,10 @@ RESET ROLE;
 VACUUM ANALYZE;
 SELECT relid::regclass AS protected FROM tenant_guard.protected_tables ORDER BY 1;
 
--- Rows 6-9: audit. A realistic invoice table (primary key, tenant index, a unique invoice number
--- per tenant, two more indexes), protected, in three copies: plain, audited by tenant_guard,
--- and audited by a PL/pgSQL row trigger of the usual design (to_jsonb(NEW) per row).
+-- Rows 6-11: audit. A realistic invoice table (primary key, tenant index, a unique invoice number
+-- per tenant, two more indexes), protected, in four copies: plain, audited by tenant_guard without
+-- and with the hash chain, and audited by a PL/pgSQL row trigger of the usual design
+-- (to_jsonb(NEW) per row).
 SET ROLE bench_owner;
 CREATE TABLE bench.invoices_plain (
     id          bigserial PRIMARY KEY,
@@ -94,6 +95,7 @@ CREATE UNIQUE INDEX ON bench.invoices_plain (tenant_id, number);
 CREATE INDEX ON bench.invoices_plain (tenant_id, customer_id);
 CREATE INDEX ON bench.invoices_plain (tenant_id, issued_at);
 CREATE TABLE bench.invoices_audited (LIKE bench.invoices_plain INCLUDING INDEXES);
+CREATE TABLE bench.invoices_chained (LIKE bench.invoices_plain INCLUDING INDEXES);
 CREATE TABLE bench.invoices_rowtrigger (LIKE bench.invoices_plain INCLUDING INDEXES);
 -- The row trigger's log has the same columns and indexes as tenant_guard.audit_log, and the
 -- trigger writes the same information: the comparison is per-row trigger vs set-based, not
@@ -104,12 +106,16 @@ RESET ROLE;
 -- LIKE copies no defaults: give the copies the plain table's id default and updated_at default.
 ALTER TABLE bench.invoices_audited ALTER COLUMN id SET DEFAULT nextval('bench.invoices_plain_id_seq'),
     ALTER COLUMN updated_at SET DEFAULT now();
+ALTER TABLE bench.invoices_chained ALTER COLUMN id SET DEFAULT nextval('bench.invoices_plain_id_seq'),
+    ALTER COLUMN updated_at SET DEFAULT now();
 ALTER TABLE bench.invoices_rowtrigger ALTER COLUMN id SET DEFAULT nextval('bench.invoices_plain_id_seq'),
     ALTER COLUMN updated_at SET DEFAULT now();
-GRANT INSERT, UPDATE, DELETE ON bench.invoices_plain, bench.invoices_audited, bench.invoices_rowtrigger,
-      bench.rowtrigger_log TO bench_app;
+GRANT INSERT, UPDATE, DELETE ON bench.invoices_plain, bench.invoices_audited, bench.invoices_chained,
+      bench.invoices_rowtrigger, bench.rowtrigger_log TO bench_app;
 GRANT USAGE ON bench.invoices_plain_id_seq, bench.invoice_numbers TO bench_app;
 SELECT tenant_guard.enable_tenant_audit('bench.invoices_audited', exclude_columns => '{updated_at}',
+                                        redact_columns => '{card_number}', hash_chain => false);
+SELECT tenant_guard.enable_tenant_audit('bench.invoices_chained', exclude_columns => '{updated_at}',
                                         redact_columns => '{card_number}');
 CREATE FUNCTION bench.row_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

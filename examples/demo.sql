@@ -74,7 +74,11 @@ SELECT tenant_id, item FROM shop.orders;
 COMMIT;
 TRUNCATE shop.orders;
 
-\echo '== 10. Audit: every change is logged with tenant, user and trace from the context, append-only,'
+\echo '== 10. The owner cannot switch the protection off either: tenant_guard guards its own objects.'
+ALTER TABLE shop.orders NO FORCE ROW LEVEL SECURITY;
+DROP POLICY tenant_guard_fence ON shop.orders;
+
+\echo '== 11. Audit: every change is logged with tenant, user and trace from the context, append-only,'
 \echo '   and each tenant reads only its own audit rows.'
 \c - postgres
 SELECT tenant_guard.enable_tenant_audit('shop.orders');
@@ -89,5 +93,11 @@ BEGIN;
 SELECT tenant_guard.set_tenant_context('globex') ->> 'tenant_id' AS acting_for;
 SELECT count(*) AS acme_audit_rows_globex_can_see FROM tenant_guard.audit_log WHERE tenant_id = 'acme';
 COMMIT;
+
+\echo '== 12. Tamper evidence: each tenant''s audit rows form a hash chain. Keep its head outside the'
+\echo '   database, verify against it later: no row means intact up to the anchor.'
+\c - postgres
+SELECT chain_seq, chain_hash FROM tenant_guard.audit_chain_head('acme') \gset
+SELECT * FROM tenant_guard.verify_audit_chain('acme', :chain_seq, :'chain_hash');
 
 \echo '== Done. Read README.md for the security model and the function reference.'

@@ -62,6 +62,8 @@ pub struct Table {
     pub is_partition: bool,
     /// The current user has the privileges of the table's owner.
     pub owned: bool,
+    /// A typed table (`CREATE TABLE ... OF type`): its columns are renamed through the type.
+    pub typed: bool,
     /// The table belongs to an extension (is created by its script).
     pub extension_member: bool,
 }
@@ -79,6 +81,7 @@ impl Table {
             "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
                     c.relkind::pg_catalog.text, c.relpersistence OPERATOR(pg_catalog.=) 't',
                     c.relispartition, pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+                    c.reloftype OPERATOR(pg_catalog.<>) 0,
                     EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                              WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
                                AND d.objid OPERATOR(pg_catalog.=) c.oid
@@ -99,7 +102,8 @@ impl Table {
                     temporary: row.get::<bool>(4)?.unwrap_or(false),
                     is_partition: row.get::<bool>(5)?.unwrap_or(false),
                     owned: row.get::<bool>(6)?.unwrap_or(false),
-                    extension_member: row.get::<bool>(7)?.unwrap_or(false),
+                    typed: row.get::<bool>(7)?.unwrap_or(false),
+                    extension_member: row.get::<bool>(8)?.unwrap_or(false),
                 })
             },
         )
@@ -185,12 +189,16 @@ pub struct Column {
     pub attnum: i16,
     pub type_oid: pg_sys::Oid,
     pub type_sql: String,
+    /// Its collation compares bytes for equality (every collation but a nondeterministic one).
+    pub deterministic: bool,
 }
 
 impl Column {
     pub fn lookup(table: pg_sys::Oid, name: &str) -> Option<Column> {
         select_row(
-            "SELECT a.attnum, a.atttypid, pg_catalog.format_type(a.atttypid, NULL)
+            "SELECT a.attnum, a.atttypid, pg_catalog.format_type(a.atttypid, NULL),
+                    COALESCE((SELECT c.collisdeterministic FROM pg_catalog.pg_collation c
+                               WHERE c.oid OPERATOR(pg_catalog.=) a.attcollation), true)
                FROM pg_catalog.pg_attribute a
               WHERE a.attrelid OPERATOR(pg_catalog.=) $1
                 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name
@@ -202,6 +210,7 @@ impl Column {
                     attnum: row.get::<i16>(1)?.unwrap_or_default(),
                     type_oid: row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
                     type_sql: row.get::<String>(3)?.unwrap_or_default(),
+                    deterministic: row.get::<bool>(4)?.unwrap_or(true),
                 })
             },
         )

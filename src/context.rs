@@ -81,26 +81,30 @@ fn bind(tenant_id: &str, local: bool) {
     });
 }
 
+/// The canonical spelling of a tenant id that reads as an integer or a UUID (as PostgreSQL
+/// prints the column value); None for any other text.
+fn canonical_spelling(tenant_id: &str) -> Option<String> {
+    if let Ok(number) = tenant_id.parse::<i64>() {
+        return Some(number.to_string());
+    }
+    crate::tenant_type::parse_uuid(tenant_id).map(|bytes| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    })
+}
+
 /// One tenant, one spelling: a tenant id that an integer or uuid tenant column would read as
 /// another spelling (`07` and `7`, upper-case or braced UUIDs) is refused, so that the tenant a
 /// table matches is the tenant the audit log, its hash chain and every text comparison see.
 fn check_canonical(tenant_id: &str) -> Result<()> {
-    let canonical = if let Ok(number) = tenant_id.parse::<i64>() {
-        Some(number.to_string())
-    } else {
-        crate::tenant_type::parse_uuid(tenant_id).map(|bytes| {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            format!(
-                "{}-{}-{}-{}-{}",
-                &hex[0..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..32]
-            )
-        })
-    };
-    match canonical {
+    match canonical_spelling(tenant_id) {
         Some(canonical) if canonical != tenant_id => Err(error::malformed(
             "tenant_guard: tenant_id is not written in its canonical form",
             format!(
@@ -349,6 +353,9 @@ pub fn required_tenant_id(
         }
         return Ok(None);
     };
+    // Reading or writing as a tenant binds the transaction to it, also through a session
+    // context inherited from an earlier transaction (see `refuse_tenant_switch`).
+    bind(&tenant_id, false);
     match kind.datum(&tenant_id) {
         Some(datum) => Ok(unsafe { AnyElement::from_polymorphic_datum(datum, false, type_oid) }),
         None => Err(error::malformed(
@@ -362,5 +369,46 @@ pub fn required_tenant_id(
                 kind.sql_name()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::canonical_spelling;
+
+    #[test]
+    fn integers_and_uuids_have_one_spelling() {
+        for (written, canonical) in [
+            ("7", "7"),
+            ("07", "7"),
+            ("+7", "7"),
+            ("-0", "0"),
+            ("-42", "-42"),
+            (
+                "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            ),
+            (
+                "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            ),
+            (
+                "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            ),
+        ] {
+            assert_eq!(
+                canonical_spelling(written).as_deref(),
+                Some(canonical),
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_text_is_its_own_spelling() {
+        for text in ["acme", "007-bond", "1e5", "99999999999999999999", "7 ", ""] {
+            assert_eq!(canonical_spelling(text), None, "{text}");
+        }
     }
 }

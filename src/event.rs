@@ -117,17 +117,21 @@ unsafe fn judge(changes: &[Change]) -> Result<()> {
                     let created = node_is(*parsetree, pg_sys::NodeTag::T_CreatePolicyStmt);
                     guard::judge_policy(address.objectId, created)?;
                 } else if class == pg_sys::TriggerRelationId {
-                    let renamed_from = if node_is(*parsetree, pg_sys::NodeTag::T_RenameStmt) {
+                    let change = if node_is(*parsetree, pg_sys::NodeTag::T_RenameStmt) {
                         let subname = (*(*parsetree as *mut pg_sys::RenameStmt)).subname;
-                        Some(if subname.is_null() {
-                            String::new()
-                        } else {
-                            CStr::from_ptr(subname).to_string_lossy().into_owned()
-                        })
+                        guard::TriggerChange::Renamed {
+                            from: if subname.is_null() {
+                                String::new()
+                            } else {
+                                CStr::from_ptr(subname).to_string_lossy().into_owned()
+                            },
+                        }
+                    } else if node_is(*parsetree, pg_sys::NodeTag::T_AlterObjectDependsStmt) {
+                        guard::TriggerChange::MadeDependent
                     } else {
-                        None
+                        guard::TriggerChange::Created
                     };
-                    guard::judge_trigger(address.objectId, renamed_from.as_deref())?;
+                    guard::judge_trigger(address.objectId, change)?;
                 } else if class == guard::REWRITE_CLASS {
                     let relid = catalog::select_value::<pg_sys::Oid>(
                         "SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid OPERATOR(pg_catalog.=) $1",
@@ -412,10 +416,12 @@ CREATE FUNCTION tenant_guard.on_sql_drop() RETURNS event_trigger
 fn on_sql_drop() {
     let dropped = dropped_objects();
     // DROP EXTENSION tenant_guard CASCADE takes the policies with it (they call its functions):
-    // that fails closed, and only a superuser can do it.
-    let dropping_extension = dropped
-        .iter()
-        .any(|d| d.class == pg_sys::ExtensionRelationId);
+    // that fails closed, and only a superuser can do it. (Any other extension's drop is judged:
+    // what depends on it goes with it.)
+    let dropping_extension = dropped.iter().any(|d| {
+        d.class == pg_sys::ExtensionRelationId
+            && d.names.first().map(String::as_str) == Some("tenant_guard")
+    });
     let dropped_tables: Vec<pg_sys::Oid> = dropped
         .iter()
         .filter(|d| d.class == pg_sys::RelationRelationId && d.sub_id == 0)

@@ -11,7 +11,7 @@
 //! - `DISABLE TRIGGER ALL | USER`, and disabling, `ENABLE REPLICA | ALWAYS`, renaming or dropping
 //!   one of tenant_guard's triggers; creating a trigger with tenant_guard's name prefix unless it
 //!   re-creates a generated trigger exactly;
-//! - `CREATE RULE` on a protected or audited table;
+//! - `CREATE RULE` on a protected or audited table, and making it a typed table (`OF type`);
 //! - `SET DEFAULT` / `DROP DEFAULT` on the tenant column, unless it restores the generated one;
 //! - inheriting from (or being attached to) a table not protected the same way (`policy::
 //!   check_parents`, from the follow-ups in `event.rs`).
@@ -134,6 +134,17 @@ pub unsafe fn judge_alter_table(
             }
             Ok(())
         }
+        AT_AddOf
+            if protected.is_some() || audit::config::options(relid).is_some() =>
+        {
+            refuse(
+                format!(
+                    "tenant_guard: {} cannot become a typed table while tenant_guard protects or audits it",
+                    name()
+                ),
+                "A typed table's columns are renamed through its type, past tenant_guard's registry.",
+            )
+        }
         AT_ColumnDefault => {
             let column = c_string(command.name).unwrap_or_default();
             // The subcommand reports the column of the table it changed (ALTER TABLE recurses
@@ -191,20 +202,33 @@ pub fn judge_policy(policy_oid: pg_sys::Oid, created: bool) -> Result<()> {
     )
 }
 
-/// Judge a `CREATE [OR REPLACE] TRIGGER` (or a trigger rename, with the old name).
-pub fn judge_trigger(trigger_oid: pg_sys::Oid, renamed_from: Option<&str>) -> Result<()> {
+/// What a command did to a trigger.
+pub enum TriggerChange {
+    Created,
+    Renamed {
+        from: String,
+    },
+    /// `ALTER TRIGGER ... DEPENDS ON EXTENSION`: dropping that extension would drop the trigger.
+    MadeDependent,
+}
+
+/// Judge a change to a trigger: tenant_guard's triggers (by name prefix) are re-created only
+/// exactly as generated, and never renamed or tied to another extension.
+pub fn judge_trigger(trigger_oid: pg_sys::Oid, change: TriggerChange) -> Result<()> {
     let Some((relid, actual)) = expected::trigger_by_oid(trigger_oid) else {
         return Ok(());
     };
-    let touches_ours =
-        actual.name.starts_with(PREFIX) || renamed_from.is_some_and(|old| old.starts_with(PREFIX));
+    let touches_ours = actual.name.starts_with(PREFIX)
+        || matches!(&change, TriggerChange::Renamed { from } if from.starts_with(PREFIX));
     if !touches_ours {
         return Ok(());
     }
     let Some(table) = Table::lookup(relid) else {
         return Ok(());
     };
-    if renamed_from.is_none() && expected::of(&table).trigger(&actual.name) == Some(&actual) {
+    if matches!(change, TriggerChange::Created)
+        && expected::of(&table).trigger(&actual.name) == Some(&actual)
+    {
         return Ok(()); // a generated trigger re-created exactly, as by a restore
     }
     refuse(

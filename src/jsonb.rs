@@ -133,12 +133,8 @@ impl<'a> Builder<'a> {
 
     /// Serialise the finished document into `memory`.
     pub fn finish_in(self, memory: pg_sys::MemoryContext) -> pg_sys::Datum {
-        unsafe {
-            let previous = pg_sys::MemoryContextSwitchTo(memory);
-            let document = self.finish();
-            pg_sys::MemoryContextSwitchTo(previous);
-            document
-        }
+        let _in = crate::memory::InContext::switch(memory);
+        self.finish()
     }
 
     fn scalar(&mut self, value: pg_sys::JsonbValue) {

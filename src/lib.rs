@@ -20,6 +20,7 @@ mod expected;
 mod guard;
 mod gucs;
 mod jsonb;
+mod memory;
 mod policy;
 mod privilege;
 mod session_state;

@@ -119,6 +119,13 @@ pub fn check_protectable(table: &Table) -> Result<()> {
             "Temporary tables are private to one session and are not protected.",
         ));
     }
+    if table.typed {
+        return Err(error::malformed(
+            format!("tenant_guard: {} is a typed table", table.qualified()),
+            "Its columns can be renamed through its type, past tenant_guard's registry: make it \
+             an ordinary table first (ALTER TABLE ... NOT OF).",
+        ));
+    }
     if catalog::is_system_schema(&table.schema) {
         return Err(error::malformed(
             format!("tenant_guard: {} is in a system schema", table.qualified()),
@@ -166,6 +173,17 @@ pub fn tenant_column(table: &Table, name: &str) -> Result<Column> {
             ),
         ));
     }
+    if !column.deterministic {
+        return Err(error::malformed(
+            format!(
+                "tenant_guard: tenant column {} of {} has a nondeterministic collation",
+                column.quoted(),
+                table.qualified()
+            ),
+            "Under it, different tenant ids (say 'acme' and 'ACME') would compare equal: give \
+             the column a deterministic collation (COLLATE \"C\").",
+        ));
+    }
     Ok(column)
 }
 
@@ -174,7 +192,7 @@ pub fn tenant_column(table: &Table, name: &str) -> Result<Column> {
 pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
     check_protectable(table)?;
     let column = tenant_column(table, &protection.column)?;
-    refuse_foreign_policies(table)?;
+    refuse_policies_and_rules(table)?;
     apply(table, &column, protection, None)?;
     check_parents(table)?;
     protect_children(table, protection, false)?;
@@ -192,7 +210,7 @@ pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool)
         let child = Table::require(oid)?;
         check_protectable(&child)?;
         let column = tenant_column(&child, &protection.column)?;
-        refuse_foreign_policies(&child)?;
+        refuse_policies_and_rules(&child)?;
         let child_protection = Protection {
             create_index: false,
             via: if child.is_partition {
@@ -203,6 +221,8 @@ pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool)
             ..protection.clone()
         };
         apply(&child, &column, &child_protection, Some(parent.oid))?;
+        // A child may have another parent too (INHERITS (a, b)).
+        check_parents(&child)?;
     }
     Ok(())
 }
@@ -238,14 +258,20 @@ pub fn check_parents(table: &Table) -> Result<()> {
     Ok(())
 }
 
-/// A protected table carries tenant_guard's policies only: any other policy could widen what
-/// the generated ones allow, and would have to be re-created around them by every restore.
-fn refuse_foreign_policies(table: &Table) -> Result<()> {
+/// A protected table carries tenant_guard's policies only (any other policy could widen what the
+/// generated ones allow, and would have to be re-created around them by every restore), and no
+/// rules (a rule rewrites statements on the table into others, past its policies).
+fn refuse_policies_and_rules(table: &Table) -> Result<()> {
     let foreign = select_column::<String>(
-        "SELECT pg_catalog.quote_ident(polname) FROM pg_catalog.pg_policy
+        "SELECT 'policy ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(polname)
+           FROM pg_catalog.pg_policy
           WHERE polrelid OPERATOR(pg_catalog.=) $1
             AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[])
-          ORDER BY polname",
+         UNION ALL
+         SELECT 'rule ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(rulename)
+           FROM pg_catalog.pg_rewrite
+          WHERE ev_class OPERATOR(pg_catalog.=) $1 AND rulename OPERATOR(pg_catalog.<>) '_RETURN'
+          ORDER BY 1",
         &[
             table.oid.into(),
             vec![ISOLATION_POLICY, FENCE_POLICY].into(),
@@ -256,12 +282,12 @@ fn refuse_foreign_policies(table: &Table) -> Result<()> {
     }
     Err(error::invalid_state(
         format!(
-            "tenant_guard: {} has policies of its own: {}",
+            "tenant_guard: {} has policies or rules of its own: {}",
             table.qualified(),
             foreign.join(", ")
         ),
         "Drop them first: tenant_guard's policies replace hand-written tenant policies, and a \
-         protected table carries no others.",
+         protected table carries no others and no rules.",
     ))
 }
 

@@ -78,14 +78,16 @@ impl Creates {
                  (is_local => false), or without a tenant context.",
             ),
             Creates::TempTable => (
-                "a temporary table that outlives the transaction",
-                "Create it with ON COMMIT DROP, or use a session context (is_local => false) \
-                 on a connection that is not pooled.",
+                "a temporary table or sequence that outlives the transaction",
+                "Create tables ON COMMIT DROP, or use a session context (is_local => false) on \
+                 a connection that is not pooled.",
             ),
         }
     }
 }
 
+/// Whether a relation about to be created is temporary: declared so, named in `pg_temp`, or put
+/// there by a search_path that starts with `pg_temp`.
 unsafe fn range_var_is_temp(rel: *const pg_sys::RangeVar) -> bool {
     if rel.is_null() {
         return false;
@@ -94,7 +96,11 @@ unsafe fn range_var_is_temp(rel: *const pg_sys::RangeVar) -> bool {
         return true;
     }
     let schema = (*rel).schemaname;
-    !schema.is_null() && CStr::from_ptr(schema).to_bytes().starts_with(b"pg_temp")
+    if !schema.is_null() {
+        return CStr::from_ptr(schema).to_bytes().starts_with(b"pg_temp");
+    }
+    let namespace = pg_sys::RangeVarGetCreationNamespace(rel);
+    pg_sys::isTempNamespace(namespace)
 }
 
 unsafe fn creates(node: *mut pg_sys::Node) -> Option<Creates> {
@@ -122,6 +128,15 @@ unsafe fn creates(node: *mut pg_sys::Node) -> Option<Creates> {
                 && (*into).onCommit != pg_sys::OnCommitAction::ONCOMMIT_DROP)
                 .then_some(Creates::TempTable)
         }
+        // A temporary sequence's value can carry data too.
+        pg_sys::NodeTag::T_CreateSeqStmt => {
+            let stmt = node as *mut pg_sys::CreateSeqStmt;
+            range_var_is_temp((*stmt).sequence).then_some(Creates::TempTable)
+        }
+        // EXPLAIN ANALYZE CREATE TABLE ... AS runs the statement it explains (analyzed: a Query
+        // wrapping the utility statement).
+        pg_sys::NodeTag::T_ExplainStmt => creates((*(node as *mut pg_sys::ExplainStmt)).query),
+        pg_sys::NodeTag::T_Query => creates((*(node as *mut pg_sys::Query)).utilityStmt),
         _ => None,
     }
 }
@@ -225,10 +240,10 @@ fn held() -> Vec<&'static str> {
         &MAYBE_TEMP_TABLES,
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class
                          WHERE relnamespace OPERATOR(pg_catalog.=) $1
-                           AND relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[]))",
+                           AND relkind OPERATOR(pg_catalog.=) ANY ('{r,p,S}'::pg_catalog.\"char\"[]))",
         Some(temp_namespace),
     ) {
-        held.push("temporary tables");
+        held.push("temporary tables or sequences");
     }
     if still_maybe(
         &MAYBE_HOLD_CURSORS,

@@ -19,6 +19,7 @@
 //! rewrite or truncation of the chain up to that anchor. Rows written after the newest anchor
 //! are only as safe as the database.
 
+use super::plans;
 use super::trigger::{AuditRow, Statement, StatementMemory};
 use crate::error::{self, Result};
 use crate::privilege;
@@ -135,34 +136,46 @@ fn row_digest(statement: &Statement, row: &AuditRow) -> [u8; 32] {
     })
 }
 
+const LOCK_HEAD: &str = "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads \
+     WHERE tenant_id OPERATOR(pg_catalog.=) $1 FOR UPDATE";
+const CREATE_HEAD: &str =
+    "INSERT INTO tenant_guard.audit_chain_heads (tenant_id, last_seq, last_hash) \
+     VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING";
+const ADVANCE_HEAD: &str =
+    "UPDATE tenant_guard.audit_chain_heads SET last_seq = $2, last_hash = $3 \
+     WHERE tenant_id OPERATOR(pg_catalog.=) $1";
+
+/// The (last seq, last hash) the lock statement returned, if any.
+unsafe fn read_head() -> Option<(i64, [u8; 32])> {
+    if pg_sys::SPI_processed == 0 {
+        return None;
+    }
+    let table = pg_sys::SPI_tuptable;
+    let tuple = *(*table).vals;
+    let (mut seq_null, mut hash_null) = (false, false);
+    let seq = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 1, &mut seq_null);
+    let hash = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, 2, &mut hash_null);
+    let hash = Vec::<u8>::from_datum(hash, hash_null)?;
+    Some((i64::from_datum(seq, seq_null)?, hash.try_into().ok()?))
+}
+
 /// Lock the head of a tenant's chain until the transaction ends, creating it at the genesis
 /// if the tenant has none; returns (last seq, last hash).
-fn lock_head(key: &str) -> (i64, [u8; 32]) {
-    let read = || {
-        crate::catalog::select_row(
-            "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
-              WHERE tenant_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-            &[key.into()],
-            |row| Ok((row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?)),
-        )
-    };
-    let head = read().or_else(|| {
-        Spi::run_with_args(
-            "INSERT INTO tenant_guard.audit_chain_heads (tenant_id, last_seq, last_hash)
-             VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
-            &[key.into(), GENESIS.to_vec().into()],
-        )
-        .unwrap_or_else(|e| error::raise(error::internal(e)));
-        read()
+unsafe fn lock_head(key: &str) -> (i64, [u8; 32]) {
+    let text = pg_sys::TEXTOID;
+    let lock = plans::plan(LOCK_HEAD, &[text]);
+    plans::execute(lock, &[key.into_datum()]);
+    let head = read_head().or_else(|| {
+        let create = plans::plan(CREATE_HEAD, &[text, pg_sys::BYTEAOID]);
+        plans::execute(create, &[key.into_datum(), GENESIS.to_vec().into_datum()]);
+        plans::execute(lock, &[key.into_datum()]);
+        read_head()
     });
-    match head {
-        Some((Some(seq), Some(hash))) if hash.len() == 32 => {
-            (seq, hash.try_into().expect("32 bytes"))
-        }
-        _ => error::raise(error::internal(format!(
+    head.unwrap_or_else(|| {
+        error::raise(error::internal(format!(
             "the head of the audit chain of tenant '{key}' is missing or malformed"
-        ))),
-    }
+        )))
+    })
 }
 
 /// Append one statement's rows to their tenants' chains: lock the heads (in key order, so
@@ -174,8 +187,10 @@ pub fn append(statement: &Statement, rows: &[AuditRow], memory: &StatementMemory
         .map(|row| memory.scratch(|_| row_digest(statement, row)))
         .collect();
     let keys: BTreeSet<&str> = rows.iter().map(|row| key(row.tenant.as_deref())).collect();
-    let mut heads: BTreeMap<&str, (i64, [u8; 32])> =
-        keys.into_iter().map(|key| (key, lock_head(key))).collect();
+    let mut heads: BTreeMap<&str, (i64, [u8; 32])> = keys
+        .into_iter()
+        .map(|key| (key, unsafe { lock_head(key) }))
+        .collect();
     let links = rows
         .iter()
         .zip(&digests)
@@ -190,13 +205,21 @@ pub fn append(statement: &Statement, rows: &[AuditRow], memory: &StatementMemory
             Link { seq, prev, hash }
         })
         .collect();
-    for (key, (last_seq, last_hash)) in heads {
-        Spi::run_with_args(
-            "UPDATE tenant_guard.audit_chain_heads SET last_seq = $2, last_hash = $3
-              WHERE tenant_id OPERATOR(pg_catalog.=) $1",
-            &[key.into(), last_seq.into(), last_hash.to_vec().into()],
-        )
-        .unwrap_or_else(|e| error::raise(error::internal(e)));
+    unsafe {
+        let advance = plans::plan(
+            ADVANCE_HEAD,
+            &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::BYTEAOID],
+        );
+        for (key, (last_seq, last_hash)) in heads {
+            plans::execute(
+                advance,
+                &[
+                    key.into_datum(),
+                    last_seq.into_datum(),
+                    last_hash.to_vec().into_datum(),
+                ],
+            );
+        }
     }
     links
 }
@@ -375,17 +398,31 @@ impl Walk<'_> {
 
 fn first_broken_link(tenant: Option<&str>, anchor: Option<&Anchor>) -> Result<Option<BrokenLink>> {
     let filter = if tenant.is_some() {
-        "tenant_id OPERATOR(pg_catalog.=) $1"
+        "l.tenant_id OPERATOR(pg_catalog.=) $1"
     } else {
-        "tenant_id IS NULL AND $1::pg_catalog.text IS NULL"
+        "l.tenant_id IS NULL AND $1::pg_catalog.text IS NULL"
     };
+    // The head first: the rows are read later, in a snapshot that holds every row up to it
+    // (rows of writers that commit meanwhile lie beyond it and are left for the next check).
+    let head = crate::catalog::select_row(
+        "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
+          WHERE tenant_id OPERATOR(pg_catalog.=) $1",
+        &[key(tenant).into()],
+        |row| {
+            Ok((
+                row.get::<i64>(1)?.unwrap_or(0),
+                row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+            ))
+        },
+    );
     let sql = format!(
         "SELECT id, chain_seq, chain_prev, chain_hash, occurred_at, txid::pg_catalog.text,
                 tenant_id, user_id, tenant_role, trace_id, db_role::pg_catalog.text,
                 schema_name::pg_catalog.text, table_name::pg_catalog.text, table_oid, op,
                 pk::pg_catalog.text, old_row::pg_catalog.text, new_row::pg_catalog.text
-           FROM tenant_guard.audit_log
+           FROM tenant_guard.audit_log l
           WHERE {filter} AND chain_seq IS NOT NULL
+            AND ($2::pg_catalog.int8 IS NULL OR chain_seq OPERATOR(pg_catalog.<=) $2)
           ORDER BY chain_seq, id"
     );
     let mut walk = Walk {
@@ -393,8 +430,9 @@ fn first_broken_link(tenant: Option<&str>, anchor: Option<&Anchor>) -> Result<Op
         prev: GENESIS.to_vec(),
         anchor,
     };
+    let up_to = head.as_ref().map(|(seq, _)| *seq);
     let broken = Spi::connect(|client| {
-        let mut cursor = client.open_cursor(&sql, &[tenant.into()]);
+        let mut cursor = client.open_cursor(&sql, &[tenant.into(), up_to.into()]);
         loop {
             let batch = cursor.fetch(1000)?;
             if batch.is_empty() {
@@ -424,25 +462,115 @@ fn first_broken_link(tenant: Option<&str>, anchor: Option<&Anchor>) -> Result<Op
             ),
         )));
     }
-    let head = crate::catalog::select_row(
-        "SELECT last_seq, last_hash FROM tenant_guard.audit_chain_heads
-          WHERE tenant_id OPERATOR(pg_catalog.=) $1",
-        &[key(tenant).into()],
-        |row| {
-            Ok((
-                row.get::<i64>(1)?.unwrap_or(0),
-                row.get::<Vec<u8>>(2)?.unwrap_or_default(),
-            ))
-        },
-    );
     match head {
-        Some((last_seq, last_hash)) if last_seq != last || last_hash != walk.prev => Ok(Some((
+        Some((last_seq, last_hash)) if last_seq != last || last_hash != walk.prev => {
+            return Ok(Some((
+                None,
+                Some(last + 1),
+                format!(
+                    "the chain ends at {last} but its head is at {last_seq}: rows at the end were deleted"
+                ),
+            )))
+        }
+        None if last > 0 => {
+            return Ok(Some((
+                None,
+                Some(last),
+                "the chain has rows but no head: its head was deleted".to_string(),
+            )))
+        }
+        _ => {}
+    }
+    // A row outside the chain of a table that chains its audit rows was not written by
+    // tenant_guard (rows written before the table began to chain are left alone).
+    let unchained = crate::catalog::select_value::<i64>(
+        &format!(
+            "SELECT l.id FROM tenant_guard.audit_log l
+              WHERE {filter} AND l.chain_seq IS NULL
+                AND EXISTS (SELECT 1 FROM tenant_guard.audit_config c
+                              JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.relid::pg_catalog.oid
+                              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace
+                             WHERE c.hash_chain
+                               AND n.nspname OPERATOR(pg_catalog.=) l.schema_name
+                               AND r.relname OPERATOR(pg_catalog.=) l.table_name
+                               AND l.occurred_at OPERATOR(pg_catalog.>=) c.enabled_at)
+              ORDER BY l.id LIMIT 1"
+        ),
+        &[tenant.into()],
+    );
+    Ok(unchained.map(|id| {
+        (
+            Some(id),
             None,
-            Some(last + 1),
-            format!(
-                "the chain ends at {last} but its head is at {last_seq}: rows at the end were deleted"
-            ),
-        ))),
-        _ => Ok(None),
+            "it has no place in the chain, but its table chains its audit rows: it was not \
+             written by tenant_guard"
+                .to_string(),
+        )
+    }))
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::{digest, link, Fields, GENESIS};
+
+    fn fields<'a>(
+        tenant: Option<&'a str>,
+        user: Option<&'a str>,
+        pk: Option<&'a str>,
+    ) -> Fields<'a> {
+        Fields {
+            occurred_at: 1,
+            txid: 2,
+            tenant,
+            user,
+            role: None,
+            trace: None,
+            db_role: "app",
+            schema: "s",
+            table: "t",
+            table_oid: 3,
+            op: "INSERT",
+            pk,
+            old: None,
+            new: None,
+        }
+    }
+
+    #[test]
+    fn the_digest_is_deterministic() {
+        let row = fields(Some("acme"), Some("alice"), Some(r#"{"id": 1}"#));
+        assert_eq!(digest(&row), digest(&row));
+        assert_eq!(
+            link(&GENESIS, 1, &digest(&row)),
+            link(&GENESIS, 1, &digest(&row))
+        );
+    }
+
+    #[test]
+    fn every_field_is_framed() {
+        // Moving bytes from one field to the next, or NULL to empty, changes the digest.
+        let cases = [
+            fields(Some("ab"), Some("c"), None),
+            fields(Some("a"), Some("bc"), None),
+            fields(Some(""), Some("abc"), None),
+            fields(None, Some("abc"), None),
+            fields(Some("abc"), None, None),
+            fields(Some("abc"), Some(""), None),
+            fields(Some("abc"), None, Some("")),
+        ];
+        let digests: Vec<[u8; 32]> = cases.iter().map(digest).collect();
+        for (i, a) in digests.iter().enumerate() {
+            for b in &digests[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_link_covers_position_and_predecessor() {
+        let d = digest(&fields(Some("acme"), None, None));
+        let first = link(&GENESIS, 1, &d);
+        assert_ne!(first, link(&GENESIS, 2, &d));
+        assert_ne!(link(&first, 2, &d), link(&GENESIS, 2, &d));
     }
 }

@@ -6,10 +6,12 @@
 //! - `table`: an audited table's description and the jsonb images of its rows;
 //! - `render`: one value as jsonb, without calling user-definable code;
 //! - `write`: the one privileged step, the INSERT of the finished rows;
+//! - `plans`: the statements prepared once per backend;
 //! - `chain`: the per-tenant hash chain, verify_audit_chain and audit_chain_head.
 
 pub mod chain;
 pub mod config;
+pub mod plans;
 pub mod render;
 pub mod table;
 pub mod trigger;

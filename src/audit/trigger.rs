@@ -13,6 +13,7 @@ use super::write;
 use crate::catalog;
 use crate::error;
 use crate::gucs;
+use crate::memory;
 use crate::privilege;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -136,49 +137,34 @@ impl Statement {
     }
 }
 
-/// A memory context for one audited statement (the rendered rows), with a scratch context
-/// reset after every row (the output functions' strings). Deleted when dropped.
+/// Memory for one audited statement: `rows` holds the rendered rows until they are written;
+/// `scratch` (inside it) the output functions' strings, reset after every row. Deleted when
+/// dropped.
 pub struct StatementMemory {
-    pub rows: pg_sys::MemoryContext,
-    scratch: pg_sys::MemoryContext,
+    scratch: memory::Owned,
+    pub rows: memory::Owned,
 }
 
 impl StatementMemory {
     fn new() -> StatementMemory {
-        unsafe {
-            let rows = pg_sys::AllocSetContextCreateInternal(
-                pg_sys::CurrentMemoryContext,
-                c"tenant_guard audit rows".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            );
-            let scratch = pg_sys::AllocSetContextCreateInternal(
-                rows,
-                c"tenant_guard audit scratch".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            );
-            StatementMemory { rows, scratch }
+        let rows = memory::Owned::new(
+            unsafe { pg_sys::CurrentMemoryContext },
+            c"tenant_guard audit rows",
+        );
+        StatementMemory {
+            scratch: memory::Owned::new(rows.0, c"tenant_guard audit scratch"),
+            rows,
         }
     }
 
     /// Run `f` in the scratch context, then reset it. `f` gets the context to keep results in.
     pub fn scratch<T>(&self, f: impl FnOnce(pg_sys::MemoryContext) -> T) -> T {
-        unsafe {
-            let previous = pg_sys::MemoryContextSwitchTo(self.scratch);
-            let result = f(self.rows);
-            pg_sys::MemoryContextSwitchTo(previous);
-            pg_sys::MemoryContextReset(self.scratch);
-            result
-        }
-    }
-}
-
-impl Drop for StatementMemory {
-    fn drop(&mut self) {
-        unsafe { pg_sys::MemoryContextDelete(self.rows) };
+        let result = {
+            let _in = memory::InContext::switch(self.scratch.0);
+            f(self.rows.0)
+        };
+        unsafe { pg_sys::MemoryContextReset(self.scratch.0) };
+        result
     }
 }
 

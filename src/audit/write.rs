@@ -8,9 +8,11 @@
 //! so nothing on the caller's search_path can stand in for it.
 
 use super::chain;
+use super::plans;
 use super::table::AuditedTable;
 use super::trigger::{AuditRow, Statement, StatementMemory};
 use crate::error;
+use crate::memory;
 use crate::privilege;
 use pgrx::prelude::*;
 use std::cell::Cell;
@@ -41,7 +43,6 @@ const COLUMNS: [(&str, pg_sys::Oid); 17] = [
 
 thread_local! {
     static DESCRIPTOR: Cell<pg_sys::TupleDesc> = const { Cell::new(std::ptr::null_mut()) };
-    static INSERT: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// The rows' tuple descriptor, made once per backend.
@@ -50,40 +51,25 @@ fn descriptor() -> pg_sys::TupleDesc {
     if !existing.is_null() {
         return existing;
     }
+    let _in = memory::InContext::switch(unsafe { pg_sys::TopMemoryContext });
     unsafe {
-        let previous = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
         let desc = pg_sys::CreateTemplateTupleDesc(COLUMNS.len() as i32);
         for (i, (name, type_oid)) in COLUMNS.iter().enumerate() {
             let name = CString::new(*name).expect("column names have no NUL byte");
             pg_sys::TupleDescInitEntry(desc, (i + 1) as i16, name.as_ptr(), *type_oid, -1, 0);
         }
-        pg_sys::MemoryContextSwitchTo(previous);
         DESCRIPTOR.set(desc);
         desc
     }
 }
 
-/// The INSERT, prepared once per backend (needs `tenant_guard_rows` registered).
-unsafe fn insert_plan() -> pg_sys::SPIPlanPtr {
-    let existing = INSERT.get();
-    if !existing.is_null() {
-        return existing;
-    }
-    let columns = COLUMNS.map(|(name, _)| name).join(", ");
-    let sql = CString::new(format!(
-        "INSERT INTO tenant_guard.audit_log ({columns}) SELECT {columns} FROM tenant_guard_rows"
-    ))
-    .expect("no NUL byte");
-    let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
-    if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
-        let result = pg_sys::SPI_result;
-        error::raise(error::internal(format!(
-            "could not prepare the audit insert (SPI result {result})"
-        )));
-    }
-    INSERT.set(plan);
-    plan
-}
+/// The INSERT (needs `tenant_guard_rows` registered).
+const INSERT: &str = "INSERT INTO tenant_guard.audit_log (occurred_at, txid, tenant_id, user_id, \
+     tenant_role, trace_id, db_role, schema_name, table_name, table_oid, op, pk, old_row, new_row, \
+     chain_seq, chain_prev, chain_hash) \
+     SELECT occurred_at, txid, tenant_id, user_id, tenant_role, trace_id, db_role, schema_name, \
+     table_name, table_oid, op, pk, old_row, new_row, chain_seq, chain_prev, chain_hash \
+     FROM tenant_guard_rows";
 
 fn text(value: &Option<String>) -> Option<pg_sys::Datum> {
     value.as_deref().and_then(IntoDatum::into_datum)
@@ -111,8 +97,8 @@ pub fn write(
             .chained
             .then(|| chain::append(statement, rows, memory));
 
-        let previous = pg_sys::MemoryContextSwitchTo(memory.rows);
         let desc = descriptor();
+        let in_rows = memory::InContext::switch(memory.rows.0);
         let store = pg_sys::tuplestore_begin_heap(false, false, pg_sys::work_mem);
         let (user, role, trace) = (
             text(&statement.user),
@@ -158,25 +144,14 @@ pub fn write(
         (*enr).md.enrtype = pg_sys::EphemeralNameRelationType::ENR_NAMED_TUPLESTORE;
         (*enr).md.enrtuples = rows.len() as f64;
         (*enr).reldata = store.cast();
-        pg_sys::MemoryContextSwitchTo(previous);
+        drop(in_rows);
 
         if pg_sys::SPI_register_relation(enr) < 0 {
             error::raise(error::internal("could not register the audit rows"));
         }
-        let status = pg_sys::SPI_execute_plan(
-            insert_plan(),
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            false,
-            0,
-        );
+        plans::execute(plans::plan(INSERT, &[]), &[]);
         // Frees its memory and closes its temporary file, if it spilled to one.
         pg_sys::tuplestore_end(store);
-        if status < 0 {
-            error::raise(error::internal(format!(
-                "writing the audit rows failed (SPI result {status})"
-            )));
-        }
         pg_sys::SPI_finish();
     });
 }

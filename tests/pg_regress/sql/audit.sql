@@ -387,6 +387,12 @@ SELECT occurred_at, txid, tenant_id, db_role, schema_name, table_name, table_oid
 SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a');
 ROLLBACK;
 
+BEGIN;
+INSERT INTO tenant_guard.audit_log (occurred_at, txid, tenant_id, db_role, schema_name, table_name, table_oid, op, pk)
+VALUES (now(), pg_current_xact_id(), 'chain-a', 'tg_app', 'app', 'payments', 'app.payments'::regclass, 'INSERT', '{"id": 1}');
+SELECT chain_seq, problem FROM tenant_guard.verify_audit_chain('chain-a');
+ROLLBACK;
+
 -- The anchor: whoever can write the log can also rewrite the chain consistently, so the
 -- operator keeps audit_chain_head() outside the database and verifies against it.
 SELECT chain_seq AS anchored_seq, chain_hash AS anchored_hash FROM tenant_guard.audit_chain_head('chain-a') \gset

@@ -65,6 +65,24 @@ BEGIN
 END
 $$;
 \echo :LAST_ERROR_SQLSTATE
+-- A transaction that read through a session context inherited from an earlier transaction is
+-- bound to that tenant too: clearing it does not let the transaction write as another.
+\c - tg_owner
+CREATE TABLE app.context_notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text);
+\c - tg_app
+SELECT tenant_guard.set_tenant_context('acme', is_local => false) IS NOT NULL AS set;
+BEGIN;
+SELECT count(*) AS read_as_acme FROM app.context_notes;
+SELECT tenant_guard.clear_tenant_context();
+SELECT tenant_guard.set_tenant_context('globex');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- (Before anything was read, the inherited session context can be cleared and replaced.)
+BEGIN;
+SELECT tenant_guard.clear_tenant_context();
+SELECT tenant_guard.set_tenant_context('globex') IS NOT NULL AS nothing_read_yet;
+ROLLBACK;
+SELECT tenant_guard.clear_tenant_context();
 -- The binding ends with the transaction.
 BEGIN;
 SELECT tenant_guard.set_tenant_context('globex') IS NOT NULL AS next_transaction_is_free;

@@ -40,6 +40,23 @@ SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
 CREATE TEMP TABLE copied (body text) ON COMMIT DELETE ROWS;
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
+-- Nor through a search_path that starts with pg_temp, EXPLAIN ANALYZE, or a sequence.
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+SET LOCAL search_path = pg_temp, app;
+CREATE TABLE stash AS SELECT body FROM app.pooled_notes;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) CREATE TEMP TABLE stash AS SELECT body FROM app.pooled_notes;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;
+CREATE TEMP SEQUENCE stash;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 -- From PL/pgSQL too.
 BEGIN;
 SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;

@@ -71,6 +71,9 @@ CREATE TRIGGER tenant_guard_audit_extra AFTER INSERT ON tamper.orders
 CREATE TRIGGER forged AFTER INSERT ON tamper.orders REFERENCING NEW TABLE AS tenant_guard_new
     FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.audit_trigger();
 \echo :LAST_ERROR_SQLSTATE
+-- (nor tied to another extension, whose drop would take them along)
+ALTER TRIGGER tenant_guard_truncate_guard ON tamper.orders DEPENDS ON EXTENSION plpgsql;
+\echo :LAST_ERROR_SQLSTATE
 -- (the owner's own triggers are the owner's business)
 CREATE TRIGGER mine AFTER INSERT ON tamper.orders FOR EACH STATEMENT EXECUTE FUNCTION tamper.nothing();
 ALTER TABLE tamper.orders DISABLE TRIGGER mine;
@@ -95,6 +98,20 @@ ALTER TABLE tamper.orders INHERIT tamper.p;
 CREATE TABLE tamper.orders_too (tenant_id text NOT NULL) INHERITS (tamper.p);
 \echo :LAST_ERROR_SQLSTATE
 SELECT to_regclass('tamper.orders_too') IS NULL AS not_created;
+CREATE TABLE tamper.orders_two_parents () INHERITS (tamper.orders, tamper.p);
+\echo :LAST_ERROR_SQLSTATE
+-- ... it cannot become a typed table (whose columns are renamed through its type) ...
+CREATE TYPE tamper.order_row AS (id bigint, tenant_id text, item text);
+ALTER TABLE tamper.orders OF tamper.order_row;
+\echo :LAST_ERROR_SQLSTATE
+-- ... and a partition made inside CREATE SCHEMA is protected like any other.
+CREATE TABLE tamper.by_day (tenant_id text NOT NULL, day date NOT NULL) PARTITION BY RANGE (day);
+\c - postgres
+CREATE SCHEMA tamper_side AUTHORIZATION tg_owner
+    CREATE TABLE by_day_2026 PARTITION OF tamper.by_day FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+SELECT registered FROM tg_test.protection('tamper_side.by_day_2026');
+DROP SCHEMA tamper_side CASCADE;
+\c - tg_owner
 
 -- Nothing of it took effect.
 SELECT * FROM tg_test.protection('tamper.orders');
@@ -206,6 +223,14 @@ CREATE TRIGGER tenant_guard_truncate_guard AFTER TRUNCATE ON tamper.orders
 CREATE TRIGGER tenant_guard_truncate_guard BEFORE TRUNCATE ON tamper.orders
     FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.truncate_guard();
 SELECT * FROM tg_test.protection('tamper.orders');
+
+-- A tenant column with a nondeterministic collation is refused: 'acme' and 'ACME' would match.
+\c - postgres
+CREATE COLLATION tamper.case_insensitive (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+\c - tg_owner
+CREATE TABLE tamper.loose_collation (tenant_id text COLLATE tamper.case_insensitive);
+\echo :LAST_ERROR_SQLSTATE
+SELECT to_regclass('tamper.loose_collation') IS NULL AS not_created;
 
 -- Foreign keys between protected tables that leave out the tenant column are reported: their
 -- checks bypass row level security.
