@@ -295,7 +295,9 @@ pub fn before_acting_for(tenant_id: &str, previous: Option<&str>, local: bool) -
 /// Drop the session state a tenant may have left: temporary tables (as DISCARD TEMP does),
 /// WITH HOLD cursors, LISTEN registrations (UNLISTEN *, effective at COMMIT).
 pub fn discard() {
-    unsafe { pg_sys::ResetTempTableNamespace() };
+    if MAYBE_TEMP_TABLES.get() {
+        unsafe { pg_sys::ResetTempTableNamespace() };
+    }
     if MAYBE_HOLD_CURSORS.get() {
         let cursors = crate::catalog::select_column::<String>(
             "SELECT name FROM pg_catalog.pg_cursors WHERE is_holdable",
