@@ -13,7 +13,7 @@ CREATE ROLE bench_tx LOGIN NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE bench_ops LOGIN NOSUPERUSER BYPASSRLS;
 ALTER ROLE bench_app SET tenant_guard.tenant_id = :'tenant';
 ALTER ROLE bench_app SET app.tenant_id = :'tenant';
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO bench_tx;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO bench_tx;
 CREATE SCHEMA bench AUTHORIZATION bench_owner;
 GRANT USAGE ON SCHEMA bench TO bench_app, bench_tx, bench_ops;
 ALTER DEFAULT PRIVILEGES FOR ROLE bench_owner IN SCHEMA bench

@@ -9,7 +9,7 @@ CREATE EXTENSION IF NOT EXISTS tenant_guard;
 \echo '== 2. Roles. The application connects as demo_app; demo_owner owns the tables.'
 CREATE ROLE demo_owner LOGIN NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE demo_app LOGIN NOSUPERUSER NOBYPASSRLS;
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO demo_app, demo_owner;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO demo_app, demo_owner;
 CREATE SCHEMA shop AUTHORIZATION demo_owner;
 GRANT USAGE ON SCHEMA shop TO demo_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE demo_owner IN SCHEMA shop GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO demo_app;

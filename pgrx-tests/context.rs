@@ -51,7 +51,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"tenant_id": "acme", "user_id": "alice", "role": "admin",
-                               "trace_id": "trace-1", "is_local": true})
+                               "trace_id": "trace-1", "locale": null, "is_local": true})
         );
         let accessors = Spi::get_one::<String>(
             "SELECT concat_ws('|', tenant_guard.current_tenant_id(), tenant_guard.current_user_id(),

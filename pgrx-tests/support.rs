@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 pub fn as_app_role(role: &str, schema: &str) {
     Spi::run(&format!(
         "CREATE ROLE {role} NOSUPERUSER NOBYPASSRLS;
-         GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO {role};
+         GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO {role};
          GRANT USAGE ON SCHEMA {schema} TO {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
          SET LOCAL ROLE {role};"

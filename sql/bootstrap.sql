@@ -84,3 +84,65 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_config', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.audit_chain_heads', '');
+
+-- Authenticated context (src/auth). Readable and writable by nobody but the extension owner:
+-- tenant_guard's functions read and change them after their own checks.
+
+-- The tenants keys and memberships belong to. A suspended tenant gets no context.
+CREATE TABLE tenant_guard.tenants (
+    tenant_id text        PRIMARY KEY,
+    status    text        NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended')),
+    plan      text,
+    added_by  name        NOT NULL,
+    added_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Who may act for which tenant, and as what (tenant_guard.require_membership).
+CREATE TABLE tenant_guard.memberships (
+    tenant_id text        NOT NULL REFERENCES tenant_guard.tenants ON DELETE CASCADE,
+    user_id   text        NOT NULL,
+    role      text,
+    added_by  name        NOT NULL,
+    added_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (tenant_id, user_id)
+);
+
+-- Token verification keys, by kid: an HS256 secret or a raw Ed25519 public key.
+CREATE TABLE tenant_guard.token_keys (
+    kid        text        PRIMARY KEY,
+    alg        text        NOT NULL CHECK (alg IN ('HS256', 'EdDSA')),
+    key        bytea       NOT NULL,
+    retire_at  timestamptz,  -- verifies nothing from then on (rotation)
+    revoked_at timestamptz,  -- verifies nothing, at once
+    added_by   name        NOT NULL,
+    added_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Tokens refused everywhere, by jti.
+CREATE TABLE tenant_guard.revoked_tokens (
+    jti        text        PRIMARY KEY,
+    revoked_by name        NOT NULL,
+    revoked_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Tenant API keys: the SHA-256 of the key, never the key.
+CREATE TABLE tenant_guard.api_keys (
+    id          text        PRIMARY KEY,
+    tenant_id   text        NOT NULL REFERENCES tenant_guard.tenants ON DELETE CASCADE,
+    role        text,
+    scopes      text[]      NOT NULL DEFAULT '{}',
+    label       text,
+    secret_hash bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    replaces    text        REFERENCES tenant_guard.api_keys,  -- rotate_api_key's predecessor
+    created_by  name        NOT NULL
+);
+CREATE INDEX api_keys_tenant_id_idx ON tenant_guard.api_keys (tenant_id);
+
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.memberships', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.token_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.revoked_tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.api_keys', '');

@@ -13,7 +13,7 @@ CREATE EVENT TRIGGER tenant_guard_forget_dropped_tables ON sql_drop
 
 -- Privileges. Functions that set a context or change protection are revoked from PUBLIC and
 -- granted deliberately (see README), e.g.
---   GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO app;
+--   GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context_token(text, boolean) TO app;
 -- The trigger functions are not executable by PUBLIC either: attached by hand, an audit
 -- trigger could forge audit rows. tenant_guard creates its triggers as the extension owner.
 -- The others (accessors, clear_tenant_context, required_tenant_id) keep the default ACL,
@@ -23,7 +23,9 @@ CREATE EVENT TRIGGER tenant_guard_forget_dropped_tables ON sql_drop
 -- tests/pg_regress/sql/setup.sql lists who can execute what: a new function shows up there.
 GRANT USAGE ON SCHEMA tenant_guard TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION
-    tenant_guard.set_tenant_context(text, text, text, text, boolean),
+    tenant_guard.set_tenant_context(text, text, text, text, text, boolean),
+    tenant_guard.set_tenant_context_token(text, boolean),
+    tenant_guard.set_tenant_context_api_key(text, boolean),
     tenant_guard.enable_tenant_rls(regclass, name, boolean, regrole[]),
     tenant_guard.disable_tenant_rls(regclass),
     tenant_guard.exclude_table(regclass),
@@ -74,3 +76,25 @@ SELECT c.relid, c.exclude_columns, c.redact_columns, c.hash_chain,
        c.parent, c.enabled_by, c.enabled_at
   FROM tenant_guard.audit_config c;
 GRANT SELECT ON tenant_guard.audited_tables TO PUBLIC;
+
+-- Authenticated context: the tables are the extension owner's alone (keys, secrets' hashes,
+-- memberships); the management functions are revoked from PUBLIC and check inside that the
+-- caller is a superuser or has the privileges of tenant_guard.admin_role (a DBA's
+-- GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA tenant_guard does not make anyone an administrator).
+REVOKE ALL ON tenant_guard.tenants, tenant_guard.memberships, tenant_guard.token_keys,
+              tenant_guard.revoked_tokens, tenant_guard.api_keys FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+    tenant_guard.add_tenant(text, text),
+    tenant_guard.set_tenant_status(text, text),
+    tenant_guard.add_member(text, text, text),
+    tenant_guard.remove_member(text, text),
+    tenant_guard.add_token_key(text, text, bytea, timestamptz),
+    tenant_guard.retire_token_key(text, interval),
+    tenant_guard.revoke_token_key(text),
+    tenant_guard.revoke_token(text),
+    tenant_guard.list_token_keys(),
+    tenant_guard.issue_api_key(text, text, interval, text, text[]),
+    tenant_guard.revoke_api_key(text),
+    tenant_guard.rotate_api_key(text, interval),
+    tenant_guard.list_api_keys(text)
+FROM PUBLIC;

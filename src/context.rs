@@ -11,6 +11,7 @@
 //! block, which undo the context variables, can undo it: a transaction cannot read as one
 //! tenant and then write as another.
 
+use crate::auth;
 use crate::catalog::Table;
 use crate::error::{self, Result};
 use crate::gucs;
@@ -56,6 +57,10 @@ unsafe extern "C-unwind" fn end_of_transaction(
             | XACT_EVENT_PARALLEL_ABORT
     ) {
         BINDING.with(|binding| binding.borrow_mut().take());
+        crate::auth::end_of_transaction(matches!(
+            event,
+            XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE
+        ));
         crate::session_state::end_of_transaction();
         crate::guard::end_of_transaction();
     }
@@ -149,10 +154,10 @@ pub fn validate_value(argument: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn optional_value<'a>(argument: &str, value: Option<&'a str>) -> Result<&'a str> {
+fn optional_value(argument: &str, value: Option<&str>) -> Result<()> {
     match value {
-        None => Ok(""),
-        Some(value) => validate_value(argument, value).map(|_| value),
+        None => Ok(()),
+        Some(value) => validate_value(argument, value),
     }
 }
 
@@ -179,54 +184,85 @@ fn refuse_tenant_switch(tenant_id: &str) -> Result<()> {
     }
 }
 
-/// `{"tenant_id", "user_id", "role", "trace_id"}`, NULL where unset.
-fn context_object<'a>(
-    tenant_id: Option<&'a str>,
-    user_id: Option<&'a str>,
-    role: Option<&'a str>,
-    trace_id: Option<&'a str>,
-) -> ObjectBuilder<'a> {
+/// `{"tenant_id", "user_id", "role", "trace_id", "locale"}`, NULL where unset.
+fn context_object<'a>(context: &Requested<'a>) -> ObjectBuilder<'a> {
     ObjectBuilder::new()
-        .text("tenant_id", tenant_id)
-        .text("user_id", user_id)
-        .text("role", role)
-        .text("trace_id", trace_id)
+        .text("tenant_id", Some(context.tenant_id))
+        .text("user_id", context.user_id)
+        .text("role", context.role)
+        .text("trace_id", context.trace_id)
+        .text("locale", context.locale)
 }
 
-/// Set the tenant context. Transaction-local by default; session scope on request.
-#[pg_extern(volatile, parallel_unsafe)]
-pub fn set_tenant_context(
-    tenant_id: Option<&str>,
-    user_id: default!(Option<&str>, "NULL"),
-    role: default!(Option<&str>, "NULL"),
-    trace_id: default!(Option<&str>, "NULL"),
-    is_local: default!(Option<bool>, true),
-) -> Result<Jsonb> {
-    let Some(tenant_id) = tenant_id else {
-        return Err(error::malformed(
-            "tenant_guard: tenant_id must not be NULL",
-            "To drop the context, call tenant_guard.clear_tenant_context().",
-        ));
-    };
-    validate_value("tenant_id", tenant_id)?;
-    check_canonical(tenant_id)?;
-    let user = optional_value("user_id", user_id)?;
-    let tenant_role = optional_value("role", role)?;
-    let trace = optional_value("trace_id", trace_id)?;
-    let Some(is_local) = is_local else {
-        return Err(error::malformed(
+/// What an entry point asks to act as; `tenant_id` is required.
+#[derive(Clone, Copy, Debug)]
+pub struct Requested<'a> {
+    pub tenant_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub locale: Option<&'a str>,
+}
+
+impl<'a> Requested<'a> {
+    /// Every value validated (22023): non-empty, bounded, printable, canonical tenant id.
+    pub fn validated(self) -> Result<Requested<'a>> {
+        validate_value("tenant_id", self.tenant_id)?;
+        check_canonical(self.tenant_id)?;
+        for (argument, value) in [
+            ("user_id", self.user_id),
+            ("role", self.role),
+            ("trace_id", self.trace_id),
+            ("locale", self.locale),
+        ] {
+            optional_value(argument, value)?;
+        }
+        Ok(self)
+    }
+}
+
+/// `is_local`, which must not be NULL.
+pub fn scope(is_local: Option<bool>) -> Result<bool> {
+    is_local.ok_or_else(|| {
+        error::malformed(
             "tenant_guard: is_local must not be NULL",
             "Pass is_local => true (transaction scope) or false (session scope).",
+        )
+    })
+}
+
+/// Set the context for `requested` (validated by the caller), after the checks every entry
+/// point shares: session scope allowed, no switch of tenant within a transaction, pooled
+/// session state, a tenant that is not suspended, and (with `tenant_guard.require_membership`)
+/// a membership, whose role replaces the one asked for. `credential` is what the context was
+/// granted on: its use is checked again at every query (see `auth`).
+pub fn apply(
+    requested: Requested<'_>,
+    is_local: bool,
+    credential: auth::Credential,
+) -> Result<Jsonb> {
+    if unsafe { pg_sys::InSecurityRestrictedOperation() } {
+        return Err(error::forbidden(
+            "tenant_guard: cannot set a tenant context within a security-restricted operation",
+            "Index expressions, materialized view refreshes and the like run on behalf of a \
+             table's owner: set the context before them.",
         ));
-    };
+    }
     if !is_local && !gucs::ALLOW_SESSION_CONTEXT.get() {
         return Err(error::forbidden(
             "tenant_guard: session-scoped tenant context is disabled on this database",
             "tenant_guard.allow_session_context is off (session state would leak to the next \
-             client of a transaction pooler): call set_tenant_context inside the transaction \
-             with is_local => true.",
+             client of a transaction pooler): set the context inside the transaction with \
+             is_local => true.",
         ));
     }
+    auth::tenants::require_active(requested.tenant_id)?;
+    let recorded = auth::membership::required_role(&requested, &credential)?;
+    let role = match &recorded {
+        Some(recorded) => recorded.as_deref(),
+        None => requested.role,
+    };
+    let tenant_id = requested.tenant_id;
     refuse_tenant_switch(tenant_id)?;
     let previous = current_tenant_id();
     session_state::before_acting_for(tenant_id, previous.as_deref(), is_local)?;
@@ -241,25 +277,52 @@ pub fn set_tenant_context(
 
     // A transaction-local set of the value a variable already holds changes nothing, now or at
     // COMMIT/ROLLBACK, so it is skipped (usually the unused user_id, role and trace_id).
-    let set = |name, setting, value: &str, local: bool| {
-        if !(local && gucs::holds(setting, value)) {
-            gucs::set(name, value, local);
+    let set = |name, setting, value: Option<&str>| {
+        let value = value.unwrap_or("");
+        if !(is_local && gucs::holds(setting, value)) {
+            gucs::set(name, value, is_local);
         }
     };
-    set(gucs::TENANT_ID, &gucs::TENANT_ID_VALUE, tenant_id, is_local);
-    set(gucs::USER_ID, &gucs::USER_ID_VALUE, user, is_local);
-    set(
-        gucs::TENANT_ROLE,
-        &gucs::TENANT_ROLE_VALUE,
-        tenant_role,
-        is_local,
-    );
-    set(gucs::TRACE_ID, &gucs::TRACE_ID_VALUE, trace, is_local);
+    set(gucs::TENANT_ID, &gucs::TENANT_ID_VALUE, Some(tenant_id));
+    set(gucs::USER_ID, &gucs::USER_ID_VALUE, requested.user_id);
+    set(gucs::TENANT_ROLE, &gucs::TENANT_ROLE_VALUE, role);
+    set(gucs::TRACE_ID, &gucs::TRACE_ID_VALUE, requested.trace_id);
+    set(gucs::LOCALE, &gucs::LOCALE_VALUE, requested.locale);
     bind(tenant_id, is_local);
+    auth::remember(credential, &requested, is_local);
 
-    Ok(context_object(Some(tenant_id), user_id, role, trace_id)
+    let granted = Requested { role, ..requested };
+    Ok(context_object(&granted)
         .boolean("is_local", is_local)
         .finish())
+}
+
+/// Set the tenant context, as a trusted caller (one granted EXECUTE on this function).
+/// Transaction-local by default; session scope on request.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn set_tenant_context(
+    tenant_id: Option<&str>,
+    user_id: default!(Option<&str>, "NULL"),
+    role: default!(Option<&str>, "NULL"),
+    trace_id: default!(Option<&str>, "NULL"),
+    locale: default!(Option<&str>, "NULL"),
+    is_local: default!(Option<bool>, true),
+) -> Result<Jsonb> {
+    let Some(tenant_id) = tenant_id else {
+        return Err(error::malformed(
+            "tenant_guard: tenant_id must not be NULL",
+            "To drop the context, call tenant_guard.clear_tenant_context().",
+        ));
+    };
+    let requested = Requested {
+        tenant_id,
+        user_id,
+        role,
+        trace_id,
+        locale,
+    }
+    .validated()?;
+    apply(requested, scope(is_local)?, auth::Credential::Trusted)
 }
 
 /// Drop the context (session and transaction scope), and the session state the tenant may have
@@ -267,11 +330,13 @@ pub fn set_tenant_context(
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn clear_tenant_context() {
     session_state::discard();
+    auth::forget();
     for name in [
         gucs::TENANT_ID,
         gucs::USER_ID,
         gucs::TENANT_ROLE,
         gucs::TRACE_ID,
+        gucs::LOCALE,
     ] {
         gucs::set(name, "", false);
     }
@@ -297,22 +362,28 @@ pub fn current_trace_id() -> Option<String> {
     gucs::text_value(&gucs::TRACE_ID_VALUE)
 }
 
+#[pg_extern(stable, parallel_safe)]
+pub fn current_locale() -> Option<String> {
+    gucs::text_value(&gucs::LOCALE_VALUE)
+}
+
 /// The whole context as jsonb, for observability. Keys are present with NULL when unset.
 #[pg_extern(stable, parallel_safe)]
 pub fn tenant_context() -> Jsonb {
-    let (tenant_id, user_id, role, trace_id) = (
+    let (tenant_id, user_id, role, trace_id, locale) = (
         current_tenant_id(),
         current_user_id(),
         current_tenant_role(),
         current_trace_id(),
+        current_locale(),
     );
-    context_object(
-        tenant_id.as_deref(),
-        user_id.as_deref(),
-        role.as_deref(),
-        trace_id.as_deref(),
-    )
-    .finish()
+    ObjectBuilder::new()
+        .text("tenant_id", tenant_id.as_deref())
+        .text("user_id", user_id.as_deref())
+        .text("role", role.as_deref())
+        .text("trace_id", trace_id.as_deref())
+        .text("locale", locale.as_deref())
+        .finish()
 }
 
 /// What a generated policy compares the tenant column with, typed like `tenant_type` (a
@@ -354,8 +425,10 @@ pub fn required_tenant_id(
         return Ok(None);
     };
     // Reading or writing as a tenant binds the transaction to it, also through a session
-    // context inherited from an earlier transaction (see `refuse_tenant_switch`).
+    // context inherited from an earlier transaction (see `refuse_tenant_switch`); and the
+    // credential the context was set with must still hold (see `auth`).
     bind(&tenant_id, false);
+    auth::check_on_use(&tenant_id)?;
     match kind.datum(&tenant_id) {
         Some(datum) => Ok(unsafe { AnyElement::from_polymorphic_datum(datum, false, type_oid) }),
         None => Err(error::malformed(

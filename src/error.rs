@@ -52,6 +52,42 @@ pub fn undefined_column(message: impl Into<String>, hint: impl Into<String>) -> 
     )
 }
 
+/// 42704: the object (a tenant, a member, a key) does not exist.
+pub fn undefined_object(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// 42710: the object (a key id) exists already.
+pub fn duplicate_object(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// 28000: a credential (a token) that does not verify.
+pub fn invalid_credential(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
+/// 28P01: an API key that does not verify (one message for every reason).
+pub fn invalid_secret(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
 /// 3F000: the schema does not exist.
 pub fn undefined_schema(message: impl Into<String>) -> ErrorReport {
     report(

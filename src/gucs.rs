@@ -1,9 +1,11 @@
 //! The `tenant_guard.*` configuration variables.
 //!
-//! The four context variables are `PGC_SUSET` with `GUC_NOT_WHILE_SEC_REST`: an ordinary role's
-//! `SET`, `set_config()`, `RESET` or `ALTER ROLE ... SET` of them fails with 42501, so only this
-//! extension's functions (which call `set_config_option` with superuser context after their own
-//! checks) can change them. `DISCARD ALL` / `RESET ALL` reset them, which only fails closed.
+//! The five context variables are `PGC_SUSET`: an ordinary role's `SET`, `set_config()`, `RESET`
+//! or `ALTER ROLE ... SET` of them fails with 42501, so only this extension's functions (which
+//! call `set_config_option` with superuser context after their own checks) can change them.
+//! `DISCARD ALL` / `RESET ALL` reset them, which only fails closed. They are settable inside a
+//! SECURITY DEFINER function (a DBA's wrapper around an entry point); the entry points refuse
+//! security-restricted operations themselves (`context::apply`).
 
 use pgrx::pg_sys;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -13,12 +15,14 @@ pub const TENANT_ID: &CStr = c"tenant_guard.tenant_id";
 pub const USER_ID: &CStr = c"tenant_guard.user_id";
 pub const TENANT_ROLE: &CStr = c"tenant_guard.tenant_role";
 pub const TRACE_ID: &CStr = c"tenant_guard.trace_id";
+pub const LOCALE: &CStr = c"tenant_guard.locale";
 
 pub static TENANT_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static USER_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static TENANT_ROLE_VALUE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 pub static TRACE_ID_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LOCALE_VALUE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub static REQUIRE_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ALLOW_SESSION_CONTEXT: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -26,10 +30,20 @@ pub static AUTO_PROTECT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TENANT_COLUMN: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"tenant_id"));
 
-/// Flags shared by the context variables: settable only by superuser context, never inside a
-/// security-restricted operation, never from a configuration file.
+// Authenticated context (src/auth).
+pub static TOKEN_LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static TOKEN_MAX_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static TOKEN_ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TOKEN_AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TOKEN_TENANT_CLAIM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"tid"));
+pub static REQUIRE_MEMBERSHIP: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static ADMIN_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"tenant_guard_admin"));
+
+/// Flags shared by the context variables: never from a configuration file.
 fn context_flags() -> GucFlags {
-    GucFlags::NOT_WHILE_SEC_REST | GucFlags::DISALLOW_IN_FILE | GucFlags::DISALLOW_IN_AUTO_FILE
+    GucFlags::DISALLOW_IN_FILE | GucFlags::DISALLOW_IN_AUTO_FILE
 }
 
 pub fn init() {
@@ -37,7 +51,7 @@ pub fn init() {
         &'static CStr,
         &'static GucSetting<Option<CString>>,
         &'static CStr,
-    ); 4] = [
+    ); 5] = [
         (
             TENANT_ID,
             &TENANT_ID_VALUE,
@@ -57,6 +71,11 @@ pub fn init() {
             TRACE_ID,
             &TRACE_ID_VALUE,
             c"Trace id of the current request (set it with tenant_guard.set_tenant_context).",
+        ),
+        (
+            LOCALE,
+            &LOCALE_VALUE,
+            c"Locale of the current request (set it with tenant_guard.set_tenant_context).",
         ),
     ];
     for (name, setting, description) in context_vars {
@@ -101,7 +120,71 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::IS_NAME,
     );
+    define_auth();
     reserve_prefix();
+}
+
+fn define_auth() {
+    GucRegistry::define_int_guc(
+        c"tenant_guard.token_leeway",
+        c"Seconds of clock skew allowed when checking a token's exp, nbf and iat.",
+        c"",
+        &TOKEN_LEEWAY,
+        0,
+        3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.token_max_lifetime",
+        c"Tokens whose exp is further away than this are refused.",
+        c"Access tokens are short-lived; a long-lived one is a leaked one waiting to be used.",
+        &TOKEN_MAX_LIFETIME,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.token_issuer",
+        c"When set, a token's iss claim must equal it.",
+        c"",
+        &TOKEN_ISSUER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.token_audience",
+        c"When set, a token's aud claim (a string or an array) must contain it.",
+        c"",
+        &TOKEN_AUDIENCE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.token_tenant_claim",
+        c"The token claim that names the tenant.",
+        c"",
+        &TOKEN_TENANT_CLAIM,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.require_membership",
+        c"Every entry point gives a context only for a membership in tenant_guard.memberships.",
+        c"The membership's role replaces the role asked for.",
+        &REQUIRE_MEMBERSHIP,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.admin_role",
+        c"Members of this role (and superusers) may manage tenants, members, token keys and API keys.",
+        c"",
+        &ADMIN_ROLE,
+        GucContext::Suset,
+        GucFlags::IS_NAME,
+    );
 }
 
 #[cfg(any(feature = "pg13", feature = "pg14"))]
@@ -138,8 +221,7 @@ pub fn holds(setting: &GucSetting<Option<CString>>, value: &str) -> bool {
 }
 
 /// Change a context variable with superuser context. `local` is `SET LOCAL` semantics.
-/// Callers validate the value first; PostgreSQL still refuses inside a security-restricted
-/// operation (`GUC_NOT_WHILE_SEC_REST`) or a parallel worker.
+/// Callers validate the value first; PostgreSQL still refuses in a parallel worker.
 pub fn set(name: &CStr, value: &str, local: bool) {
     let value = CString::new(value).expect("validated context values contain no NUL byte");
     let action = if local {

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod audit;
+mod auth;
 mod catalog;
 mod context;
 mod error;
@@ -37,6 +38,7 @@ pub extern "C-unwind" fn _PG_init() {
     context::init();
     session_state::init();
     audit::init();
+    auth::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -147,6 +147,12 @@ unsafe fn is_reset_all(node: *mut pg_sys::Node) -> bool {
         && (*(node as *mut pg_sys::VariableSetStmt)).kind == pg_sys::VariableSetKind::VAR_RESET_ALL
 }
 
+unsafe fn is_discard_all(node: *mut pg_sys::Node) -> bool {
+    !node.is_null()
+        && (*node).type_ == pg_sys::NodeTag::T_DiscardStmt
+        && (*(node as *mut pg_sys::DiscardStmt)).target == pg_sys::DiscardMode::DISCARD_ALL
+}
+
 #[allow(clippy::too_many_arguments)]
 #[pg_guard]
 unsafe extern "C-unwind" fn process_utility(
@@ -183,7 +189,9 @@ unsafe extern "C-unwind" fn process_utility(
             Creates::TempTable => MAYBE_TEMP_TABLES.set(true),
         }
     }
-    // RESET ALL resets the context variables: the session stops acting for its tenant.
+    // RESET ALL (and DISCARD ALL) reset the context variables: the session stops acting for its
+    // tenant, and the credentials it held are forgotten with them.
+    let resets_context = is_reset_all(node) || is_discard_all(node);
     let ends_tenant = is_reset_all(node) && context::current_tenant_id().is_some();
     match PREVIOUS_HOOK.get() {
         Some(previous) => previous(
@@ -206,6 +214,9 @@ unsafe extern "C-unwind" fn process_utility(
             dest,
             qc,
         ),
+    }
+    if resets_context {
+        crate::auth::forget();
     }
     if ends_tenant {
         discard();

@@ -24,7 +24,7 @@ SCHEMA_SQL = """
 CREATE ROLE tg_app LOGIN NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE tg_owner LOGIN NOSUPERUSER NOBYPASSRLS;
 CREATE EXTENSION tenant_guard;
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_app, tg_owner;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO tg_app, tg_owner;
 CREATE SCHEMA app AUTHORIZATION tg_owner;
 GRANT USAGE ON SCHEMA app TO tg_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE tg_owner IN SCHEMA app GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO tg_app;

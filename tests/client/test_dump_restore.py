@@ -10,7 +10,7 @@ from psycopg import errors
 
 SOURCE_SQL = """
 CREATE EXTENSION tenant_guard;
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_app;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO tg_app;
 CREATE SCHEMA shop AUTHORIZATION tg_owner;
 GRANT USAGE ON SCHEMA shop TO tg_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE tg_owner IN SCHEMA shop GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO tg_app;

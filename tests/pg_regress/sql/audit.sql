@@ -69,7 +69,7 @@ ROLLBACK;
 -- table-level SELECT: column privileges do not cover a whole row image), and only in its tenant.
 \c - postgres
 CREATE ROLE tg_auditor NOSUPERUSER NOBYPASSRLS;
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_auditor;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO tg_auditor;
 SET ROLE tg_auditor;
 BEGIN;
 SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;

@@ -13,7 +13,7 @@ SELECT extname, extversion, n.nspname AS schema, extrelocatable
 -- Nothing that sets a context is executable by PUBLIC: it is granted deliberately.
 SELECT p.proname, has_function_privilege('tg_app', p.oid, 'EXECUTE') AS app_can_execute
   FROM pg_proc p WHERE p.pronamespace = 'tenant_guard'::regnamespace ORDER BY p.proname;
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_app, tg_owner, tg_reader;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO tg_app, tg_owner, tg_reader;
 GRANT EXECUTE ON FUNCTION
     tenant_guard.enable_tenant_rls(regclass, name, boolean, regrole[]),
     tenant_guard.disable_tenant_rls(regclass),

@@ -20,7 +20,7 @@ INSERT INTO app.invoices (tenant_id, amount) VALUES ('acme', 2);
 \c - postgres
 CREATE EXTENSION tenant_guard;
 SELECT tenant_guard.enable_tenant_rls('app.invoices');
-GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, boolean) TO tg_app;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO tg_app;
 \c - tg_app
 BEGIN;
 SELECT tenant_guard.set_tenant_context('acme') IS NOT NULL AS set;

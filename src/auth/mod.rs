@@ -1,0 +1,415 @@
+//! Authenticated context: the database itself verifies who a session acts for.
+//!
+//! - `token`: signed tokens (JWT, HS256 and EdDSA), keys by `kid`, revocation by `jti`;
+//! - `api_key`: tenant API keys, stored as hashes, with expiry, revocation and rotation;
+//! - `membership`: who may act for which tenant, and as what (`tenant_guard.require_membership`);
+//! - `tenants`: the tenants keys and memberships belong to, and their status.
+//!
+//! Shared here: the credential a context was granted on, checked again at every use (a token's
+//! context ends when the token expires; a revoked key, a revoked token or a removed membership
+//! ends it at the next query), the administrator check of the management functions, and the log
+//! line a failed verification writes (never a secret).
+//!
+//! The auth tables change only through tenant_guard's functions, which send a relcache
+//! invalidation for the table they changed; every backend counts those in an epoch, and what it
+//! caches (verified tokens, keys, memberships, suspended tenants) and the credentials it holds
+//! are checked again once the epoch moves.
+
+pub mod api_key;
+mod cache;
+pub mod membership;
+pub mod tenants;
+pub mod token;
+
+use crate::context::Requested;
+use crate::error::{self, Result};
+use crate::gucs;
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+use std::cell::{Cell, RefCell};
+
+/// What a context was granted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// `set_tenant_context`: the caller is trusted to choose.
+    Trusted,
+    /// A verified token, valid until `expires_at` (Unix seconds).
+    Token {
+        kid: String,
+        jti: Option<String>,
+        expires_at: i64,
+    },
+    /// A tenant API key, valid until `expires_at` (Unix microseconds).
+    ApiKey { id: String, expires_at: i64 },
+}
+
+#[derive(Clone)]
+struct Held {
+    credential: Credential,
+    tenant: String,
+    user: Option<String>,
+    /// The epoch the credential was last checked against the catalog in.
+    checked_in: u64,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// The session context's credential, as of the last COMMIT.
+    session: Option<Held>,
+    /// A session context's credential set (`Some(Some)`) or dropped (`Some(None)`) in this
+    /// transaction: it replaces `session` at COMMIT, and is forgotten at ROLLBACK, as the context
+    /// variables are.
+    pending: Option<Option<Held>>,
+    /// The transaction-local context's credential.
+    local: Option<Held>,
+    /// `pending` and `local` as each open subtransaction found them (by nesting level): a
+    /// rolled-back savepoint or exception block restores them, as it restores the context
+    /// variables.
+    saved: Vec<(i32, Option<Option<Held>>, Option<Held>)>,
+}
+
+impl Slots {
+    /// The credential of the context in effect: transaction-local, else the session context
+    /// as this transaction left it, else as of the last COMMIT.
+    fn in_effect(&mut self) -> Option<&mut Held> {
+        match (self.local.as_mut(), self.pending.as_mut()) {
+            (Some(local), _) => Some(local),
+            (None, Some(pending)) => pending.as_mut(),
+            (None, None) => self.session.as_mut(),
+        }
+    }
+}
+
+thread_local! {
+    static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
+    static EPOCH: Cell<u64> = const { Cell::new(1) };
+    /// The auth tables' OIDs, once looked up (an invalidation of any other table is not ours).
+    static TABLES: RefCell<Option<Vec<pg_sys::Oid>>> = const { RefCell::new(None) };
+}
+
+const AUTH_TABLES: [&str; 5] = [
+    "tenant_guard.tenants",
+    "tenant_guard.memberships",
+    "tenant_guard.token_keys",
+    "tenant_guard.revoked_tokens",
+    "tenant_guard.api_keys",
+];
+
+/// Register the invalidation and subtransaction callbacks (from `_PG_init`).
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(tables_changed), pg_sys::Datum::from(0));
+        pg_sys::RegisterSubXactCallback(Some(subtransaction), std::ptr::null_mut());
+    };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn subtransaction(
+    event: pg_sys::SubXactEvent::Type,
+    _mine: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => {
+                let saved = (level, slots.pending.clone(), slots.local.clone());
+                slots.saved.push(saved);
+            }
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+                slots.saved.retain(|(at, _, _)| *at < level);
+            }
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+                slots.saved.retain(|(at, _, _)| *at <= level);
+                if slots.saved.last().is_some_and(|(at, _, _)| *at == level) {
+                    let (_, pending, local) = slots.saved.pop().expect("checked");
+                    slots.pending = pending;
+                    slots.local = local;
+                }
+            }
+            _ => {}
+        }
+    });
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn tables_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let ours = TABLES.with(|tables| match tables.borrow().as_ref() {
+        Some(tables) => relid == pg_sys::InvalidOid || tables.contains(&relid),
+        None => true,
+    });
+    if ours {
+        EPOCH.set(EPOCH.get() + 1);
+    }
+}
+
+/// The current epoch: caches and credentials checked in an older one are checked again.
+pub fn epoch() -> u64 {
+    if TABLES.with(|tables| tables.borrow().is_none()) {
+        let oids: Vec<pg_sys::Oid> = AUTH_TABLES
+            .iter()
+            .filter_map(|name| {
+                crate::catalog::select_value::<pg_sys::Oid>(
+                    "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+                    &[(*name).into()],
+                )
+            })
+            .collect();
+        TABLES.with(|tables| *tables.borrow_mut() = Some(oids));
+    }
+    EPOCH.get()
+}
+
+/// Tell every backend (at COMMIT) that an auth table changed.
+pub fn announce_change(table: &str) {
+    if let Some(oid) = crate::catalog::select_value::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[table.into()],
+    ) {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+    }
+}
+
+/// Remember what the context just set (by `context::apply`) was granted on.
+pub fn remember(credential: Credential, requested: &Requested<'_>, is_local: bool) {
+    let held = Held {
+        credential,
+        tenant: requested.tenant_id.to_string(),
+        user: requested.user_id.map(str::to_string),
+        checked_in: EPOCH.get(),
+    };
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        if is_local {
+            slots.local = Some(held);
+        } else {
+            slots.pending = Some(Some(held));
+            slots.local = None;
+        }
+    });
+}
+
+/// The context was dropped (`clear_tenant_context`, `RESET ALL`, `DISCARD ALL`).
+pub fn forget() {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        slots.pending = Some(None);
+        slots.local = None;
+    });
+}
+
+/// At the end of a transaction (from `context`'s transaction callback).
+pub fn end_of_transaction(committed: bool) {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        if let Some(pending) = slots.pending.take() {
+            if committed {
+                slots.session = pending;
+            }
+        }
+        slots.local = None;
+        slots.saved.clear();
+    });
+}
+
+/// Unix seconds now (PostgreSQL's clock), truncated.
+pub fn now_seconds() -> i64 {
+    now_micros().div_euclid(1_000_000)
+}
+
+/// Unix microseconds now.
+pub fn now_micros() -> i64 {
+    unix_micros(unsafe { pg_sys::GetCurrentTimestamp() })
+}
+
+/// PostgreSQL timestamps count microseconds from 2000-01-01, 946684800 s after the Unix epoch.
+fn unix_micros(timestamp: pg_sys::TimestampTz) -> i64 {
+    timestamp + 946_684_800_000_000
+}
+
+fn in_parallel_worker() -> bool {
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
+}
+
+/// At every use of the context (from `required_tenant_id`): the credential it was granted on
+/// must still hold. Expiry is checked at every statement (against its start time); revocation,
+/// suspension and membership once per epoch. A context that no entry point set (a superuser's
+/// `SET`, an `ALTER ROLE ... SET`) has no credential and fails closed. Parallel workers do not
+/// see the backend's credentials and leave the check to the leader.
+pub fn check_on_use(tenant: &str) -> Result<()> {
+    if in_parallel_worker() {
+        return Ok(());
+    }
+    let statement_micros = unix_micros(unsafe { pg_sys::GetCurrentStatementStartTimestamp() });
+    let statement_seconds = statement_micros.div_euclid(1_000_000);
+    let verdict = SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        let Some(held) = slots.in_effect().filter(|held| held.tenant == tenant) else {
+            return Err(error::forbidden(
+                "tenant_guard: the tenant context was not set by a tenant_guard entry point",
+                "Set it with tenant_guard.set_tenant_context_token(), \
+                 set_tenant_context_api_key() or set_tenant_context(); a context set any other \
+                 way (SET by a superuser, ALTER ROLE ... SET, a rolled-back savepoint) is refused.",
+            ));
+        };
+        match &held.credential {
+            Credential::Token {
+                kid, expires_at, ..
+            } if statement_seconds >= *expires_at + i64::from(gucs::TOKEN_LEEWAY.get()) => {
+                return Err(failure(
+                    "token",
+                    "expired in use",
+                    Some(kid),
+                    Some(tenant),
+                    error::invalid_credential(
+                        "tenant_guard: the token this tenant context was set with has expired",
+                        "Set the context again with a fresh token.",
+                    ),
+                ));
+            }
+            Credential::ApiKey { id, expires_at } if statement_micros >= *expires_at => {
+                return Err(failure(
+                    "api_key",
+                    "expired in use",
+                    Some(id),
+                    Some(tenant),
+                    api_key::invalid(),
+                ));
+            }
+            _ => {}
+        }
+        let epoch = EPOCH.get();
+        if held.checked_in == epoch {
+            return Ok(None);
+        }
+        Ok(Some((held.credential.clone(), held.user.clone())))
+    })?;
+    // The catalog is read outside the borrow (reading it may process invalidations).
+    let Some((credential, user)) = verdict else {
+        return Ok(());
+    };
+    let epoch = epoch();
+    let still_valid = match &credential {
+        Credential::Trusted => true,
+        Credential::Token { kid, jti, .. } => token::still_valid(kid, jti.as_deref()),
+        Credential::ApiKey { id, .. } => api_key::still_valid(id),
+    };
+    if !still_valid {
+        return Err(match &credential {
+            Credential::ApiKey { id, .. } => failure(
+                "api_key",
+                "revoked in use",
+                Some(id),
+                Some(tenant),
+                api_key::invalid(),
+            ),
+            Credential::Token { kid, .. } => failure(
+                "token",
+                "revoked in use",
+                Some(kid),
+                Some(tenant),
+                error::invalid_credential(
+                    "tenant_guard: the token this tenant context was set with was revoked",
+                    "Set the context again with a valid token.",
+                ),
+            ),
+            Credential::Trusted => unreachable!("a trusted context has nothing to revoke"),
+        });
+    }
+    tenants::require_active(tenant)?;
+    if !matches!(credential, Credential::ApiKey { .. }) {
+        membership::still_member(tenant, user.as_deref())?;
+    }
+    mark_checked(epoch);
+    Ok(())
+}
+
+/// The credential in effect held in `epoch`: no need to ask the catalog again until it moves.
+fn mark_checked(epoch: u64) {
+    SLOTS.with(|slots| {
+        if let Some(held) = slots.borrow_mut().in_effect() {
+            held.checked_in = epoch;
+        }
+    });
+}
+
+/// 42501 unless the caller is a superuser or has the privileges of `tenant_guard.admin_role`.
+/// Management functions check it inside, because DBAs routinely `GRANT EXECUTE ON ALL FUNCTIONS
+/// IN SCHEMA`.
+pub fn require_admin(function: &str) -> Result<()> {
+    let user = unsafe { pg_sys::GetUserId() };
+    if unsafe { pg_sys::superuser_arg(user) } {
+        return Ok(());
+    }
+    let role = gucs::text_value(&gucs::ADMIN_ROLE).unwrap_or_default();
+    let name = std::ffi::CString::new(role.clone()).unwrap_or_default();
+    let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
+    if oid != pg_sys::InvalidOid && unsafe { pg_sys::has_privs_of_role(user, oid) } {
+        return Ok(());
+    }
+    Err(error::forbidden(
+        format!("tenant_guard: {function} is for tenant_guard administrators"),
+        format!(
+            "A superuser grants it: CREATE ROLE {role} NOLOGIN; GRANT {role} TO <role> \
+             (tenant_guard.admin_role names the role)."
+        ),
+    ))
+}
+
+/// A failed verification: the server log line (fixed format, never a secret) and the error
+/// (28000 or 28P01). The failing statement is not written to the server log with it
+/// (`log_min_error_statement` is raised for the rest of the transaction): it may hold the token
+/// or key as a literal.
+pub fn failure(
+    method: &str,
+    reason: &str,
+    key: Option<&str>,
+    tenant: Option<&str>,
+    error: pgrx::pg_sys::panic::ErrorReport,
+) -> pgrx::pg_sys::panic::ErrorReport {
+    hide_statement();
+    log_failure(method, reason, key, tenant);
+    error
+}
+
+fn hide_statement() {
+    unsafe {
+        pg_sys::set_config_option(
+            c"log_min_error_statement".as_ptr(),
+            c"panic".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// A value from untrusted input, made safe for a log line: short, printable ASCII, or `?`.
+fn loggable(value: Option<&str>) -> &str {
+    match value {
+        None => "-",
+        Some(v) if !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()) => v,
+        Some(_) => "?",
+    }
+}
+
+/// `tenant_guard: authentication failed: method=... reason=... key=... tenant=...` (tenant only
+/// when the credential verified, e.g. a valid token for a suspended tenant).
+fn log_failure(method: &str, reason: &str, key: Option<&str>, tenant: Option<&str>) {
+    let line = format!(
+        "tenant_guard: authentication failed: method={method} reason={reason} key={} tenant={}",
+        loggable(key),
+        loggable(tenant)
+    );
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        line,
+        "tenant_guard",
+    )
+    .report(pgrx::PgLogLevel::LOG);
+}
