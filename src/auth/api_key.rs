@@ -42,7 +42,7 @@ fn base62(text: &str) -> bool {
 }
 
 /// Six base62 characters of the SHA-256 of the key's body.
-fn checksum(body: &str) -> String {
+pub(crate) fn checksum(body: &str) -> String {
     let digest = Sha256::digest(body.as_bytes());
     let mut value = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) as u64;
     (0..CHECK_CHARS)

@@ -17,6 +17,8 @@
 
 pub mod api_key;
 mod cache;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod membership;
 pub mod tenants;
 pub mod token;
@@ -257,7 +259,9 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
         match &held.credential {
             Credential::Token {
                 kid, expires_at, ..
-            } if statement_seconds >= *expires_at + i64::from(gucs::TOKEN_LEEWAY.get()) => {
+            } if statement_seconds
+                >= expires_at.saturating_add(i64::from(gucs::TOKEN_LEEWAY.get())) =>
+            {
                 return Err(failure(
                     "token",
                     "expired in use",

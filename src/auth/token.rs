@@ -127,17 +127,19 @@ impl Rules {
     }
 
     /// The checks that depend on the time, made on every use of a cached verification too.
+    /// Saturating arithmetic: the dates are whatever the token says, up to i64::MIN and MAX.
     fn check_time(&self, claims: &Claims) -> std::result::Result<(), &'static str> {
-        if self.now >= claims.exp + self.leeway {
+        let now_ahead = self.now.saturating_add(self.leeway);
+        if self.now >= claims.exp.saturating_add(self.leeway) {
             return Err("expired");
         }
-        if claims.nbf.is_some_and(|nbf| nbf > self.now + self.leeway) {
+        if claims.nbf.is_some_and(|nbf| nbf > now_ahead) {
             return Err("not yet valid");
         }
-        if claims.iat.is_some_and(|iat| iat > self.now + self.leeway) {
+        if claims.iat.is_some_and(|iat| iat > now_ahead) {
             return Err("issued in the future");
         }
-        if claims.exp - self.now > self.max_lifetime {
+        if claims.exp.saturating_sub(self.now) > self.max_lifetime {
             return Err("lifetime too long");
         }
         Ok(())
