@@ -5,7 +5,7 @@ help:
 	@echo "make demo     build, install and run the narrated walkthrough on a throwaway cluster"
 	@echo "make test     run every test suite (lint, pgrx, pg_regress, client); non-zero on failure"
 	@echo "make lint     cargo fmt --check and cargo clippy -D warnings"
-	@echo "make bench    the cost of isolation as ratios, side by side (about 12 minutes)"
+	@echo "make bench    the cost of isolation as ratios, side by side (about 20 minutes)"
 	@echo "make install  build (release) and install into the system PostgreSQL 15"
 	@echo "make setup    install Debian packages, cargo-pgrx 0.18.1 and pgrx init (idempotent)"
 

@@ -13,10 +13,14 @@ Settings (environment): BENCH_ROWS (1000000), BENCH_TENANTS (1000), BENCH_SECOND
 BENCH_ROUNDS (4), BENCH_WARMUP (2 seconds per script, pair and round), BENCH_CLIENTS (2),
 BENCH_OUT (target/bench), BENCH_ONLY (row numbers to run, e.g. "6,9"), BENCH_STRICT (exit 1 when
 a row misses its target).
-Uses only the standard library, psql and pgbench.
+Uses the standard library, psql, pgbench and `cryptography` (to sign the Ed25519 bench tokens;
+scripts/setup --client-tests installs it into target/venv, which scripts/bench runs this with).
 """
 
+import base64
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import pathlib
@@ -26,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -62,7 +67,23 @@ PAIRS = [
      "bench_app", None, "unaudited vs tenant_guard audit with the hash chain (the default)", AUDIT_RESET),
     ("11. single-row insert, audited with hash chain", "single_plain", "bench_app", "single_chained", "bench_app",
      None, "unaudited vs tenant_guard audit with the hash chain, both clients in one tenant", AUDIT_RESET),
+    ("12. context per transaction: HS256 token", "context_trusted", "bench_tx", "context_hs256", "bench_tx", 1.30,
+     "set_tenant_context() vs set_tenant_context_token() with an HS256 token, + point lookup", None),
+    ("13. context per transaction: API key", "context_trusted", "bench_tx", "context_api_key", "bench_tx", 1.30,
+     "set_tenant_context() vs set_tenant_context_api_key(), + point lookup", None),
+    ("14. context per transaction: EdDSA token, cache warm", "context_trusted", "bench_tx", "context_eddsa",
+     "bench_tx", 1.30, "set_tenant_context() vs set_tenant_context_token() with an EdDSA token, + point lookup",
+     None),
+    ("15. context per transaction: membership required", "context_trusted", "bench_tx", "context_trusted",
+     "bench_member", 1.10, "set_tenant_context() without vs with tenant_guard.require_membership, + point lookup",
+     None),
 ]
+
+# The per-call cost of each entry point, in microseconds: CALLS calls in one statement, in a
+# fresh backend (nothing cached) and again in the same backend (cached).
+CALLS = 2000
+HS256_SECRET = b"bench-hs256-secret-0123456789abcdef"
+ED25519_SEED = bytes(range(100, 132))
 
 
 def setting(name, default):
@@ -118,6 +139,71 @@ def pgbench(cluster, script, role, seconds, clients, variables, reset=None):
     return float(match.group(1))
 
 
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sign_token(tenant, alg, jti, lifetime=7200):
+    """A JWT for `tenant` signed with the bench key of `alg` (Ed25519 through `cryptography`,
+    which scripts/setup installs into target/venv)."""
+    header = {"alg": alg, "kid": "bench-" + alg.lower(), "typ": "JWT"}
+    claims = {"tid": str(tenant), "sub": "bench-user", "role": "clerk", "jti": jti,
+              "exp": int(time.time()) + lifetime}
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+    if alg == "HS256":
+        signature = hmac.new(HS256_SECRET, signing_input.encode(), hashlib.sha256).digest()
+    else:
+        signature = ed25519_key().sign(signing_input.encode())
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def ed25519_key():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    return Ed25519PrivateKey.from_private_bytes(ED25519_SEED)
+
+
+def auth_setup(cluster, tenant):
+    """Register the bench keys, issue an API key, and sign the tokens: the pgbench variables of
+    rows 12-14, and a table of CALLS distinct credentials of each kind for the per-call costs."""
+    from cryptography.hazmat.primitives import serialization
+    public = ed25519_key().public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    api_keys = cluster.psql("-At", "-c", f"""
+        SELECT tenant_guard.add_token_key('bench-hs256', 'HS256', '\\x{HS256_SECRET.hex()}');
+        SELECT tenant_guard.add_token_key('bench-eddsa', 'EdDSA', '\\x{public.hex()}');
+        SELECT tenant_guard.issue_api_key('{tenant}', 'clerk', '1 day', 'bench')
+          FROM generate_series(1, {CALLS + 1});""", capture_output=True).stdout.split()
+    rows = [("hs256", sign_token(tenant, "HS256", f"hs-{n}")) for n in range(CALLS)]
+    rows += [("eddsa", sign_token(tenant, "EdDSA", f"ed-{n}")) for n in range(CALLS)]
+    rows += [("api_key", key) for key in api_keys[1:]]
+    data = "".join(f"{kind}\t{credential}\n" for kind, credential in rows)
+    cluster.psql("-c", "CREATE TABLE bench.credentials (kind text, credential text);"
+                 "GRANT SELECT ON bench.credentials TO bench_tx")
+    cluster.psql("-c", "COPY bench.credentials FROM STDIN", input=data)
+    return {"hs256_token": sign_token(tenant, "HS256", "hs-pgbench"),
+            "eddsa_token": sign_token(tenant, "EdDSA", "ed-pgbench"), "api_key": api_keys[0]}
+
+
+def per_call_costs(cluster, tenant):
+    """Microseconds per call of each entry point: uncached (a fresh backend) and cached."""
+    calls = {
+        "set_tenant_context": f"SELECT count(tenant_guard.set_tenant_context('{tenant}', 'bench-user')) "
+                              f"FROM generate_series(1, {CALLS})",
+        "HS256 token": "SELECT count(tenant_guard.set_tenant_context_token(credential)) "
+                       "FROM bench.credentials WHERE kind = 'hs256'",
+        "EdDSA token": "SELECT count(tenant_guard.set_tenant_context_token(credential)) "
+                       "FROM bench.credentials WHERE kind = 'eddsa'",
+        "API key": "SELECT count(tenant_guard.set_tenant_context_api_key(credential)) "
+                   "FROM bench.credentials WHERE kind = 'api_key'",
+    }
+    costs = {}
+    for name, sql in calls.items():
+        out = cluster.psql("-U", "bench_tx", "-c", "\\timing on", "-c", "BEGIN", "-c", sql, "-c", sql,
+                           "-c", "COMMIT", capture_output=True).stdout
+        first, second = (float(t) * 1000 / CALLS for t in re.findall(r"Time: ([0-9.]+) ms", out)[1:3])
+        costs[name] = {"uncached_us": first, "cached_us": second}
+    return costs
+
+
 def selected_pairs():
     only = {item.strip() for item in os.environ.get("BENCH_ONLY", "").split(",") if item.strip()}
     return [pair for pair in PAIRS if not only or pair[0].split(".")[0] in only]
@@ -139,6 +225,8 @@ def main():
         print(f"loading {rows:,} rows over {tenants:,} tenants ...", file=sys.stderr, flush=True)
         cluster.psql("-v", f"rows={rows}", "-v", f"tenants={tenants}", "-v", f"tenant={tenant}",
                      "-f", str(BENCH / "schema.sql"), stdout=subprocess.DEVNULL)
+        variables.update(auth_setup(cluster, tenant))
+        costs = per_call_costs(cluster, tenant)
         samples = {name: {"baseline": [], "guarded": []} for name, *_ in pairs}
         for round_ in range(1, rounds + 1):
             for name, base_script, base_role, guard_script, guard_role, _, _, reset in pairs:
@@ -174,6 +262,7 @@ def main():
         "postgres": run([str(PG_BIN / "postgres"), "--version"], capture_output=True).stdout.strip(),
         "rows": rows, "tenants": tenants, "seconds": seconds, "rounds": rounds, "clients": clients,
         "pgbench": f"-n -M prepared -c {clients} -j {clients} -T {seconds}", "results": results,
+        "per_call": costs,
     }
     table = markdown(report)
     print(table)
@@ -206,6 +295,16 @@ def markdown(report):
     lines.append("")
     for r in report["results"]:
         lines.append(f"- {r['workload']}: {r['what']}.")
+    lines += [
+        "",
+        f"Per call, microseconds ({CALLS:,} calls in one statement; uncached: a fresh backend, "
+        "every credential distinct; cached: the same calls again in that backend):",
+        "",
+        "| entry point | uncached us | cached us |",
+        "|---|---:|---:|",
+    ]
+    for name, cost in report["per_call"].items():
+        lines.append(f"| {name} | {cost['uncached_us']:.1f} | {cost['cached_us']:.1f} |")
     return "\n".join(lines)
 
 

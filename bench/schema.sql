@@ -146,3 +146,16 @@ GRANT SELECT ON bench.audit_rows_10k TO bench_app;
 GRANT INSERT ON tenant_guard.audit_log TO bench_app;
 CREATE POLICY bench_floor_only ON tenant_guard.audit_log FOR INSERT TO bench_app WITH CHECK (true);
 VACUUM ANALYZE bench.audit_rows_10k;
+
+-- Rows 12-15: authenticated context. bench_tx sets it with a token or an API key per
+-- transaction; bench_member sets it with set_tenant_context under require_membership. The
+-- runner registers the keys and signs the tokens (bench/run.py, auth_variables).
+CREATE ROLE bench_member LOGIN NOSUPERUSER NOBYPASSRLS;
+ALTER ROLE bench_member SET tenant_guard.require_membership = on;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context_token(text, boolean),
+                          tenant_guard.set_tenant_context_api_key(text, boolean) TO bench_tx;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean) TO bench_member;
+GRANT USAGE ON SCHEMA bench TO bench_member;
+GRANT SELECT ON bench.orders TO bench_member;
+SELECT tenant_guard.add_tenant(t::text) FROM generate_series(1, :tenants) t;
+SELECT tenant_guard.add_member(:'tenant', 'bench-user', 'clerk');

@@ -100,4 +100,41 @@ COMMIT;
 SELECT chain_seq, chain_hash FROM tenant_guard.audit_chain_head('acme') \gset
 SELECT * FROM tenant_guard.verify_audit_chain('acme', :chain_seq, :'chain_hash');
 
+\echo '== 13. Authenticated context: the database itself checks who asks. demo_agent may only call'
+\echo '   the verifying entry points, so an injected query cannot pick a tenant: it needs a token'
+\echo '   signed with a registered key, or an API key, for exactly that tenant.'
+CREATE ROLE demo_agent LOGIN NOSUPERUSER NOBYPASSRLS;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context_token(text, boolean),
+                          tenant_guard.set_tenant_context_api_key(text, boolean) TO demo_agent;
+GRANT USAGE ON SCHEMA shop TO demo_agent;
+GRANT SELECT ON shop.orders TO demo_agent;
+SELECT tenant_guard.add_tenant('acme');
+SELECT tenant_guard.add_tenant('globex');
+-- The identity provider's HS256 secret (use 32 random bytes; EdDSA public keys work too).
+SELECT tenant_guard.add_token_key('idp-2026', 'HS256', convert_to('demo-secret-use-32-random-bytes!', 'UTF8'));
+-- A token as the identity provider issues it (signed here with pgcrypto, for the demo only).
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+SELECT input || '.' || rtrim(translate(encode(hmac(input, 'demo-secret-use-32-random-bytes!', 'sha256'), 'base64'), '+/', '-_'), '=') AS token
+  FROM (SELECT rtrim(translate(encode(convert_to('{"alg":"HS256","kid":"idp-2026"}', 'UTF8'), 'base64'), '+/', '-_'), '=') || '.' ||
+               rtrim(translate(encode(convert_to(json_build_object('tid', 'acme', 'sub', 'alice', 'role', 'clerk',
+                     'exp', extract(epoch FROM now())::bigint + 900)::text, 'UTF8'), 'base64'), E'+/\n', '-_'), '=') AS input) t \gset
+\c - demo_agent
+BEGIN;
+SELECT tenant_guard.set_tenant_context_token(:'token');
+SELECT tenant_id, item FROM shop.orders ORDER BY id;
+COMMIT;
+\echo '   The trusted entry point is not granted, and a token edited to name another tenant fails.'
+SELECT tenant_guard.set_tenant_context('globex');
+SELECT tenant_guard.set_tenant_context_token(replace(:'token', split_part(:'token', '.', 2),
+       rtrim(translate(encode(convert_to('{"tid":"globex","sub":"alice","exp":4102444800}', 'UTF8'), 'base64'), E'+/\n', '-_'), '=')));
+\echo '   An API key for an agent: shown once, stored as a SHA-256, bound to its tenant and role.'
+\c - postgres
+SELECT tenant_guard.issue_api_key('globex', 'agent', '90 days', 'inventory bot', '{orders:read}') AS api_key \gset
+SELECT label, role, scopes, expires_at > now() AS valid FROM tenant_guard.list_api_keys('globex') WHERE label = 'inventory bot';
+\c - demo_agent
+BEGIN;
+SELECT tenant_guard.set_tenant_context_api_key(:'api_key') - 'user_id' AS context;
+SELECT tenant_id, item FROM shop.orders ORDER BY id;
+COMMIT;
+
 \echo '== Done. Read README.md for the security model and the function reference.'

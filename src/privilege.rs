@@ -28,6 +28,11 @@
 //!    privileged statement only copies values of built-in types into the log.
 //! 4. **The hash chain** (`audit/chain.rs`): locking, reading and advancing rows of
 //!    `tenant_guard.audit_chain_heads`, and reading `audit_log` to verify a chain.
+//! 5. **The auth tables** (`auth/`): reading `tenant_guard.tenants`, `memberships`,
+//!    `token_keys`, `revoked_tokens` and `api_keys` to verify a credential (as any caller of an
+//!    entry point, and from `required_tenant_id` when they changed), and writing them from the
+//!    administration functions after `auth::require_admin`. Parameters of built-in types, fully
+//!    qualified SQL; the tables are the extension owner's and readable by nobody else.
 //!
 //! Every SQL text that runs as the owner is fully schema-qualified down to its operators
 //! (`OPERATOR(pg_catalog.=)`) and casts, so it means the same under any search_path; catalog

@@ -238,8 +238,8 @@ fn in_parallel_worker() -> bool {
 /// At every use of the context (from `required_tenant_id`): the credential it was granted on
 /// must still hold. Expiry is checked at every statement (against its start time); revocation,
 /// suspension and membership once per epoch. A context that no entry point set (a superuser's
-/// `SET`, an `ALTER ROLE ... SET`) has no credential and fails closed. Parallel workers do not
-/// see the backend's credentials and leave the check to the leader.
+/// `SET` or role default) has no credential to check. Parallel workers do not see the backend's
+/// credentials and leave the check to the leader.
 pub fn check_on_use(tenant: &str) -> Result<()> {
     if in_parallel_worker() {
         return Ok(());
@@ -249,12 +249,10 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
     let verdict = SLOTS.with(|slots| {
         let mut slots = slots.borrow_mut();
         let Some(held) = slots.in_effect().filter(|held| held.tenant == tenant) else {
-            return Err(error::forbidden(
-                "tenant_guard: the tenant context was not set by a tenant_guard entry point",
-                "Set it with tenant_guard.set_tenant_context_token(), \
-                 set_tenant_context_api_key() or set_tenant_context(); a context set any other \
-                 way (SET by a superuser, ALTER ROLE ... SET, a rolled-back savepoint) is refused.",
-            ));
+            // Not set by an entry point: only superuser context can set the variables (a
+            // superuser's SET, a role default a superuser stored), and nothing here undoes an
+            // entry point's context without undoing its credential (see `subtransaction`).
+            return Ok(None);
         };
         match &held.credential {
             Credential::Token {
