@@ -235,11 +235,13 @@ pub fn scope(is_local: Option<bool>) -> Result<bool> {
 /// point shares: session scope allowed, no switch of tenant within a transaction, pooled
 /// session state, a tenant that is not suspended, and (with `tenant_guard.require_membership`)
 /// a membership, whose role replaces the one asked for. `credential` is what the context was
-/// granted on: its use is checked again at every query (see `auth`).
+/// granted on: its use is checked again at every query (see `auth`); `checked_in` is the auth
+/// epoch the entry point took before it read anything.
 pub fn apply(
     requested: Requested<'_>,
     is_local: bool,
     credential: auth::Credential,
+    checked_in: u64,
 ) -> Result<Jsonb> {
     if unsafe { pg_sys::InSecurityRestrictedOperation() } {
         return Err(error::forbidden(
@@ -289,9 +291,8 @@ pub fn apply(
     set(gucs::TRACE_ID, &gucs::TRACE_ID_VALUE, requested.trace_id);
     set(gucs::LOCALE, &gucs::LOCALE_VALUE, requested.locale);
     bind(tenant_id, is_local);
-    auth::remember(credential, &requested, is_local);
-
     let granted = Requested { role, ..requested };
+    auth::remember(credential, &granted, is_local, checked_in);
     Ok(context_object(&granted)
         .boolean("is_local", is_local)
         .finish())
@@ -308,6 +309,7 @@ pub fn set_tenant_context(
     locale: default!(Option<&str>, "NULL"),
     is_local: default!(Option<bool>, true),
 ) -> Result<Jsonb> {
+    let checked_in = auth::epoch();
     let Some(tenant_id) = tenant_id else {
         return Err(error::malformed(
             "tenant_guard: tenant_id must not be NULL",
@@ -322,7 +324,12 @@ pub fn set_tenant_context(
         locale,
     }
     .validated()?;
-    apply(requested, scope(is_local)?, auth::Credential::Trusted)
+    apply(
+        requested,
+        scope(is_local)?,
+        auth::Credential::Trusted,
+        checked_in,
+    )
 }
 
 /// Drop the context (session and transaction scope), and the session state the tenant may have

@@ -13,7 +13,7 @@
 //! old key work until a grace period ends.
 
 use crate::auth::cache::{cached, EpochCache};
-use crate::auth::{self, Credential};
+use crate::auth::{self, read, Credential};
 use crate::context::{self, validate_value, Requested};
 use crate::error::{self, Result};
 use crate::jsonb::Jsonb;
@@ -124,24 +124,22 @@ thread_local! {
 
 fn stored(id: &str) -> Option<Stored> {
     cached(&STORED, id.to_string(), || {
-        privilege::as_extension_owner(|| {
-            crate::catalog::select_row(
-                "SELECT tenant_id, role, secret_hash,
-                        (EXTRACT(epoch FROM expires_at) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
-                        revoked_at IS NOT NULL
-                   FROM tenant_guard.api_keys WHERE id OPERATOR(pg_catalog.=) $1",
-                &[id.into()],
-                |row| {
-                    Ok(Stored {
-                        tenant_id: row.get::<String>(1)?.unwrap_or_default(),
-                        role: row.get::<String>(2)?,
-                        digest: row.get::<Vec<u8>>(3)?.unwrap_or_default(),
-                        expires_at: row.get::<i64>(4)?.unwrap_or(0),
-                        revoked: row.get::<bool>(5)?.unwrap_or(true),
-                    })
-                },
-            )
-        })
+        read::select(
+            "SELECT tenant_id, role, secret_hash,
+                    (EXTRACT(epoch FROM expires_at) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
+                    revoked_at IS NOT NULL
+               FROM tenant_guard.api_keys WHERE id OPERATOR(pg_catalog.=) $1",
+            &[read::arg(Some(id))],
+            |row| Stored {
+                tenant_id: row.get::<String>(1).unwrap_or_default(),
+                role: row.get::<String>(2),
+                digest: row.get::<Vec<u8>>(3).unwrap_or_default(),
+                expires_at: row.get::<i64>(4).unwrap_or(0),
+                revoked: row.get::<bool>(5).unwrap_or(true),
+            },
+        )
+        .into_iter()
+        .next()
     })
 }
 
@@ -172,9 +170,12 @@ fn verify(key: &str) -> std::result::Result<(String, Stored), (&'static str, Opt
     Ok((id, stored))
 }
 
-/// Whether the key `id` is still valid (for contexts in use after the auth tables changed).
-pub fn still_valid(id: &str) -> bool {
-    stored(id).is_some_and(|s| !s.revoked && auth::now_micros() < s.expires_at)
+/// For a context in use after the auth tables changed: the key's expiry now (a rotation may
+/// have brought it forward), or None when it was revoked or is gone.
+pub fn current_expiry(id: &str) -> Option<i64> {
+    stored(id)
+        .filter(|s| !s.revoked && auth::now_micros() < s.expires_at)
+        .map(|s| s.expires_at)
 }
 
 /// Set the tenant context from an API key: its tenant and role, as the user `api_key:<id>`.
@@ -184,6 +185,16 @@ pub fn set_tenant_context_api_key(
     api_key: Option<&str>,
     is_local: default!(Option<bool>, true),
 ) -> Result<Jsonb> {
+    let hidden = auth::HiddenStatement::start();
+    let result = set_from_api_key(api_key, is_local);
+    if result.is_ok() {
+        hidden.restore();
+    }
+    result
+}
+
+fn set_from_api_key(api_key: Option<&str>, is_local: Option<bool>) -> Result<Jsonb> {
+    let checked_in = auth::epoch();
     let is_local = context::scope(is_local)?;
     let (id, stored) = verify(api_key.unwrap_or(""))
         .map_err(|(reason, id)| auth::failure("api_key", reason, id.as_deref(), None, invalid()))?;
@@ -202,6 +213,7 @@ pub fn set_tenant_context_api_key(
             id,
             expires_at: stored.expires_at,
         },
+        checked_in,
     )
 }
 
@@ -368,8 +380,12 @@ pub fn rotate_api_key(
     let old = privilege::as_extension_owner(|| {
         crate::catalog::select_row(
             "SELECT tenant_id, role, scopes, label, expires_at OPERATOR(pg_catalog.-) created_at,
-                    revoked_at IS NOT NULL
-               FROM tenant_guard.api_keys WHERE id OPERATOR(pg_catalog.=) $1",
+                    CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+                         WHEN expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() THEN 'expired'
+                         WHEN EXISTS (SELECT 1 FROM tenant_guard.api_keys successor
+                                       WHERE successor.replaces OPERATOR(pg_catalog.=) k.id)
+                         THEN 'already rotated' END
+               FROM tenant_guard.api_keys k WHERE id OPERATOR(pg_catalog.=) $1",
             &[id.into()],
             |row| {
                 Ok((
@@ -378,18 +394,20 @@ pub fn rotate_api_key(
                     row.get::<Vec<String>>(3)?.unwrap_or_default(),
                     row.get::<String>(4)?,
                     row.get::<Interval>(5)?,
-                    row.get::<bool>(6)?.unwrap_or(true),
+                    row.get::<String>(6)?,
                 ))
             },
         )
     });
-    let Some((tenant_id, role, scopes, label, lifetime, revoked)) = old else {
+    let Some((tenant_id, role, scopes, label, lifetime, unusable)) = old else {
         return Err(unknown(id));
     };
-    if revoked {
+    if let Some(state) = unusable {
+        // A revoked or expired key has no successor, and a key has one successor at most (its
+        // lifetime was cut to the grace period when it got it).
         return Err(error::invalid_state(
-            format!("tenant_guard: API key '{id}' is revoked"),
-            "A revoked key has no successor: issue a new key with tenant_guard.issue_api_key().",
+            format!("tenant_guard: API key '{id}' is {state}"),
+            "Rotate the current key, or issue a new one with tenant_guard.issue_api_key().",
         ));
     }
     let lifetime = lifetime.unwrap_or(grace);

@@ -6,7 +6,7 @@
 //! contexts at their next query.
 
 use crate::auth::cache::{cached, EpochCache};
-use crate::auth::{self, Credential};
+use crate::auth::{self, read, Credential};
 use crate::context::{validate_value, Requested};
 use crate::error::{self, Result};
 use crate::gucs;
@@ -27,14 +27,14 @@ thread_local! {
 fn lookup(tenant_id: &str, user_id: &str) -> Option<RecordedRole> {
     let key = (tenant_id.to_string(), user_id.to_string());
     cached(&MEMBERS, key, || {
-        privilege::as_extension_owner(|| {
-            crate::catalog::select_row(
-                "SELECT role FROM tenant_guard.memberships
-                  WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
-                &[tenant_id.into(), user_id.into()],
-                |row| row.get::<String>(1),
-            )
-        })
+        read::select(
+            "SELECT role FROM tenant_guard.memberships
+              WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
+            &[read::arg(Some(tenant_id)), read::arg(Some(user_id))],
+            |row| row.get::<String>(1),
+        )
+        .into_iter()
+        .next()
     })
 }
 
@@ -76,14 +76,25 @@ pub fn required_role(
     }
 }
 
-/// At a use of the context after the auth tables changed: the user is still a member.
-pub fn still_member(tenant_id: &str, user_id: Option<&str>) -> Result<()> {
-    if !gucs::REQUIRE_MEMBERSHIP.get() {
-        return Ok(());
-    }
-    match user_id {
-        Some(user) if lookup(tenant_id, user).is_some() => Ok(()),
-        _ => Err(not_a_member(tenant_id, user_id)),
+/// At a use of the context after the auth tables changed (or `require_membership` was turned
+/// on): the user is still a member, with the role the context was given.
+pub fn still_member(tenant_id: &str, user_id: Option<&str>, role: Option<&str>) -> Result<()> {
+    let Some(user) = user_id else {
+        return Err(not_a_member(tenant_id, None));
+    };
+    match lookup(tenant_id, user) {
+        None => Err(not_a_member(tenant_id, Some(user))),
+        Some(recorded) if recorded.as_deref() != role => Err(auth::failure(
+            "membership",
+            "role changed",
+            None,
+            Some(tenant_id),
+            error::forbidden(
+                format!("tenant_guard: the role of user '{user}' in tenant '{tenant_id}' changed"),
+                "Set the context again: it takes the role the membership records now.",
+            ),
+        )),
+        Some(_) => Ok(()),
     }
 }
 

@@ -20,6 +20,7 @@ mod cache;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod membership;
+mod read;
 pub mod tenants;
 pub mod token;
 
@@ -35,11 +36,13 @@ use std::cell::{Cell, RefCell};
 pub enum Credential {
     /// `set_tenant_context`: the caller is trusted to choose.
     Trusted,
-    /// A verified token, valid until `expires_at` (Unix seconds).
+    /// A verified token, valid until `expires_at` (Unix seconds, its `exp`) and while its key
+    /// is not retired (`retires_at`, Unix seconds, as last read).
     Token {
         kid: String,
         jti: Option<String>,
         expires_at: i64,
+        retires_at: Option<i64>,
     },
     /// A tenant API key, valid until `expires_at` (Unix microseconds).
     ApiKey { id: String, expires_at: i64 },
@@ -50,8 +53,12 @@ struct Held {
     credential: Credential,
     tenant: String,
     user: Option<String>,
+    /// The role the context was given (a membership's, with `require_membership`).
+    role: Option<String>,
     /// The epoch the credential was last checked against the catalog in.
     checked_in: u64,
+    /// Whether that check covered a membership (`require_membership` was on).
+    membership_checked: bool,
 }
 
 #[derive(Default)]
@@ -89,12 +96,13 @@ thread_local! {
     static TABLES: RefCell<Option<Vec<pg_sys::Oid>>> = const { RefCell::new(None) };
 }
 
+/// The auth tables, in schema `tenant_guard`.
 const AUTH_TABLES: [&str; 5] = [
-    "tenant_guard.tenants",
-    "tenant_guard.memberships",
-    "tenant_guard.token_keys",
-    "tenant_guard.revoked_tokens",
-    "tenant_guard.api_keys",
+    "tenants",
+    "memberships",
+    "token_keys",
+    "revoked_tokens",
+    "api_keys",
 ];
 
 /// Register the invalidation and subtransaction callbacks (from `_PG_init`).
@@ -144,6 +152,8 @@ unsafe extern "C-unwind" fn tables_changed(_arg: pg_sys::Datum, relid: pg_sys::O
     });
     if ours {
         EPOCH.set(EPOCH.get() + 1);
+        // Looked up again at the next use: a dropped and re-created extension has new tables.
+        TABLES.with(|tables| *tables.borrow_mut() = None);
     }
 }
 
@@ -152,35 +162,42 @@ pub fn epoch() -> u64 {
     if TABLES.with(|tables| tables.borrow().is_none()) {
         let oids: Vec<pg_sys::Oid> = AUTH_TABLES
             .iter()
-            .filter_map(|name| {
-                crate::catalog::select_value::<pg_sys::Oid>(
-                    "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
-                    &[(*name).into()],
-                )
-            })
+            .filter_map(|name| table_oid(name))
             .collect();
         TABLES.with(|tables| *tables.borrow_mut() = Some(oids));
     }
     EPOCH.get()
 }
 
-/// Tell every backend (at COMMIT) that an auth table changed.
-pub fn announce_change(table: &str) {
-    if let Some(oid) = crate::catalog::select_value::<pg_sys::Oid>(
-        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
-        &[table.into()],
-    ) {
-        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+/// The OID of `tenant_guard.<name>` (a syscache lookup, no search_path involved).
+fn table_oid(name: &str) -> Option<pg_sys::Oid> {
+    let name = std::ffi::CString::new(name).expect("table names have no NUL byte");
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"tenant_guard".as_ptr(), true);
+        let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
+        (schema != pg_sys::InvalidOid && oid != pg_sys::InvalidOid).then_some(oid)
     }
 }
 
-/// Remember what the context just set (by `context::apply`) was granted on.
-pub fn remember(credential: Credential, requested: &Requested<'_>, is_local: bool) {
+/// Tell every backend (at COMMIT) that an auth table (`tenant_guard.<name>`) changed.
+pub fn announce_change(table: &str) {
+    let name = table.strip_prefix("tenant_guard.").unwrap_or(table);
+    let oid = table_oid(name).unwrap_or_else(|| {
+        error::raise(error::internal(format!("tenant_guard.{name} is missing")))
+    });
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+}
+
+/// Remember what the context just set (by `context::apply`) was granted on. `checked_in` is the
+/// epoch the entry point took before it read anything.
+pub fn remember(credential: Credential, granted: &Requested<'_>, is_local: bool, checked_in: u64) {
     let held = Held {
         credential,
-        tenant: requested.tenant_id.to_string(),
-        user: requested.user_id.map(str::to_string),
-        checked_in: EPOCH.get(),
+        tenant: granted.tenant_id.to_string(),
+        user: granted.user_id.map(str::to_string),
+        role: granted.role.map(str::to_string),
+        checked_in,
+        membership_checked: gucs::REQUIRE_MEMBERSHIP.get(),
     };
     SLOTS.with(|slots| {
         let mut slots = slots.borrow_mut();
@@ -236,16 +253,20 @@ fn in_parallel_worker() -> bool {
 }
 
 /// At every use of the context (from `required_tenant_id`): the credential it was granted on
-/// must still hold. Expiry is checked at every statement (against its start time); revocation,
-/// suspension and membership once per epoch. A context that no entry point set (a superuser's
-/// `SET` or role default) has no credential to check. Parallel workers do not see the backend's
-/// credentials and leave the check to the leader.
+/// must still hold. Expiry (a token's `exp` and its key's retirement, an API key's expiry) is
+/// checked at every statement, against its start; revocation, suspension and membership (with
+/// the role it gave) once per epoch, and again when `require_membership` was turned on. A
+/// context that no entry point set (a superuser's `SET` or role default) has no credential to
+/// check. Parallel workers do not see the backend's credentials and leave the check to the
+/// leader (generated policies call `required_tenant_id` in an InitPlan, which the leader runs).
 pub fn check_on_use(tenant: &str) -> Result<()> {
     if in_parallel_worker() {
         return Ok(());
     }
     let statement_micros = unix_micros(unsafe { pg_sys::GetCurrentStatementStartTimestamp() });
     let statement_seconds = statement_micros.div_euclid(1_000_000);
+    let leeway = i64::from(gucs::TOKEN_LEEWAY.get());
+    let require_membership = gucs::REQUIRE_MEMBERSHIP.get();
     let verdict = SLOTS.with(|slots| {
         let mut slots = slots.borrow_mut();
         let Some(held) = slots.in_effect().filter(|held| held.tenant == tenant) else {
@@ -254,87 +275,106 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
             // entry point's context without undoing its credential (see `subtransaction`).
             return Ok(None);
         };
-        match &held.credential {
-            Credential::Token {
-                kid, expires_at, ..
-            } if statement_seconds
-                >= expires_at.saturating_add(i64::from(gucs::TOKEN_LEEWAY.get())) =>
+        let ended = match &held.credential {
+            Credential::Token { expires_at, .. }
+                if statement_seconds >= expires_at.saturating_add(leeway) =>
             {
-                return Err(failure(
-                    "token",
-                    "expired in use",
-                    Some(kid),
-                    Some(tenant),
-                    error::invalid_credential(
-                        "tenant_guard: the token this tenant context was set with has expired",
-                        "Set the context again with a fresh token.",
-                    ),
-                ));
+                Some("expired in use")
             }
-            Credential::ApiKey { id, expires_at } if statement_micros >= *expires_at => {
-                return Err(failure(
-                    "api_key",
-                    "expired in use",
-                    Some(id),
-                    Some(tenant),
-                    api_key::invalid(),
-                ));
+            Credential::Token { retires_at, .. }
+                if retires_at.is_some_and(|at| statement_seconds >= at) =>
+            {
+                Some("key retired in use")
             }
-            _ => {}
+            Credential::ApiKey { expires_at, .. } if statement_micros >= *expires_at => {
+                Some("expired in use")
+            }
+            _ => None,
+        };
+        if let Some(reason) = ended {
+            return Err((held.credential.clone(), reason));
         }
-        let epoch = EPOCH.get();
-        if held.checked_in == epoch {
+        if held.checked_in == epoch_now() && (held.membership_checked || !require_membership) {
             return Ok(None);
         }
-        Ok(Some((held.credential.clone(), held.user.clone())))
-    })?;
-    // The catalog is read outside the borrow (reading it may process invalidations).
-    let Some((credential, user)) = verdict else {
-        return Ok(());
+        Ok(Some(held.clone()))
+    });
+    let held = match verdict {
+        Ok(None) => return Ok(()),
+        Ok(Some(held)) => held,
+        Err((credential, reason)) => return Err(ended(&credential, tenant, reason)),
     };
+    // The catalog is read outside the borrow (reading it may process invalidations), with the
+    // epoch taken first (see `read`).
     let epoch = epoch();
-    let still_valid = match &credential {
-        Credential::Trusted => true,
-        Credential::Token { kid, jti, .. } => token::still_valid(kid, jti.as_deref()),
-        Credential::ApiKey { id, .. } => api_key::still_valid(id),
+    let renewed = match &held.credential {
+        Credential::Trusted => Some(Credential::Trusted),
+        Credential::Token {
+            kid,
+            jti,
+            expires_at,
+            ..
+        } => token::key_retirement(kid, jti.as_deref()).map(|retires_at| Credential::Token {
+            kid: kid.clone(),
+            jti: jti.clone(),
+            expires_at: *expires_at,
+            retires_at,
+        }),
+        Credential::ApiKey { id, .. } => {
+            api_key::current_expiry(id).map(|expires_at| Credential::ApiKey {
+                id: id.clone(),
+                expires_at,
+            })
+        }
     };
-    if !still_valid {
-        return Err(match &credential {
-            Credential::ApiKey { id, .. } => failure(
-                "api_key",
-                "revoked in use",
-                Some(id),
-                Some(tenant),
-                api_key::invalid(),
-            ),
-            Credential::Token { kid, .. } => failure(
-                "token",
-                "revoked in use",
-                Some(kid),
-                Some(tenant),
-                error::invalid_credential(
-                    "tenant_guard: the token this tenant context was set with was revoked",
-                    "Set the context again with a valid token.",
-                ),
-            ),
-            Credential::Trusted => unreachable!("a trusted context has nothing to revoke"),
-        });
-    }
+    let Some(renewed) = renewed else {
+        return Err(ended(&held.credential, tenant, "revoked in use"));
+    };
     tenants::require_active(tenant)?;
-    if !matches!(credential, Credential::ApiKey { .. }) {
-        membership::still_member(tenant, user.as_deref())?;
+    if require_membership && !matches!(renewed, Credential::ApiKey { .. }) {
+        membership::still_member(tenant, held.user.as_deref(), held.role.as_deref())?;
     }
-    mark_checked(epoch);
+    SLOTS.with(|slots| {
+        if let Some(held) = slots.borrow_mut().in_effect() {
+            // A rotation's grace or a key's retirement may have moved the deadline closer.
+            held.credential = renewed;
+            held.checked_in = epoch;
+            held.membership_checked = require_membership;
+        }
+    });
     Ok(())
 }
 
-/// The credential in effect held in `epoch`: no need to ask the catalog again until it moves.
-fn mark_checked(epoch: u64) {
-    SLOTS.with(|slots| {
-        if let Some(held) = slots.borrow_mut().in_effect() {
-            held.checked_in = epoch;
-        }
-    });
+fn epoch_now() -> u64 {
+    EPOCH.get()
+}
+
+/// The error for a context whose credential ended: 28000 for a token, 28P01 for an API key.
+fn ended(credential: &Credential, tenant: &str, reason: &str) -> pgrx::pg_sys::panic::ErrorReport {
+    match credential {
+        Credential::ApiKey { id, .. } => failure(
+            "api_key",
+            reason,
+            Some(id),
+            Some(tenant),
+            api_key::invalid(),
+        ),
+        Credential::Token { kid, .. } => failure(
+            "token",
+            reason,
+            Some(kid),
+            Some(tenant),
+            error::invalid_credential(
+                if reason == "revoked in use" {
+                    "tenant_guard: the token this tenant context was set with was revoked"
+                } else {
+                    "tenant_guard: the token this tenant context was set with has expired"
+                },
+                "Set the context again with a current token.",
+            ),
+        ),
+        Credential::Trusted => unreachable!("a trusted context neither expires nor is revoked"),
+    }
 }
 
 /// 42501 unless the caller is a superuser or has the privileges of `tenant_guard.admin_role`.
@@ -361,9 +401,7 @@ pub fn require_admin(function: &str) -> Result<()> {
 }
 
 /// A failed verification: the server log line (fixed format, never a secret) and the error
-/// (28000 or 28P01). The failing statement is not written to the server log with it
-/// (`log_min_error_statement` is raised for the rest of the transaction): it may hold the token
-/// or key as a literal.
+/// (28000 or 28P01). The entry points keep their statement out of the log (`HiddenStatement`).
 pub fn failure(
     method: &str,
     reason: &str,
@@ -371,23 +409,36 @@ pub fn failure(
     tenant: Option<&str>,
     error: pgrx::pg_sys::panic::ErrorReport,
 ) -> pgrx::pg_sys::panic::ErrorReport {
-    hide_statement();
     log_failure(method, reason, key, tenant);
     error
 }
 
-fn hide_statement() {
-    unsafe {
-        pg_sys::set_config_option(
-            c"log_min_error_statement".as_ptr(),
-            c"panic".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            0,
-            false,
-        );
+/// While an entry point runs, an error it raises is logged without the statement, which may
+/// hold the token or key as a literal (`log_min_error_statement = panic` at a GUC nest level of
+/// its own). `restore` on success puts the setting back; on an error the transaction's abort
+/// does, after the error was logged.
+pub struct HiddenStatement(i32);
+
+impl HiddenStatement {
+    pub fn start() -> HiddenStatement {
+        let level = unsafe { pg_sys::NewGUCNestLevel() };
+        unsafe {
+            pg_sys::set_config_option(
+                c"log_min_error_statement".as_ptr(),
+                c"panic".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        HiddenStatement(level)
+    }
+
+    pub fn restore(self) {
+        unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
     }
 }
 
@@ -413,5 +464,5 @@ fn log_failure(method: &str, reason: &str, key: Option<&str>, tenant: Option<&st
         line,
         "tenant_guard",
     )
-    .report(pgrx::PgLogLevel::LOG);
+    .report(pgrx::PgLogLevel::LOG_SERVER_ONLY);
 }

@@ -2,7 +2,7 @@
 //! plan. Registering a tenant fixes its one spelling (the context's rules). A suspended tenant
 //! gets no context through any entry point.
 
-use crate::auth;
+use crate::auth::{self, read};
 use crate::context::Requested;
 use crate::error::{self, Result};
 use crate::privilege;
@@ -24,13 +24,12 @@ fn suspended(tenant_id: &str) -> bool {
     if let Some(answer) = cached {
         return answer;
     }
-    let set: HashSet<String> = privilege::as_extension_owner(|| {
-        crate::catalog::select_column::<String>(
-            "SELECT tenant_id FROM tenant_guard.tenants
-              WHERE status OPERATOR(pg_catalog.=) 'suspended'",
-            &[],
-        )
-    })
+    let set: HashSet<String> = read::select(
+        "SELECT tenant_id FROM tenant_guard.tenants
+          WHERE status OPERATOR(pg_catalog.=) 'suspended'",
+        &[],
+        |row| row.get::<String>(1).unwrap_or_default(),
+    )
     .into_iter()
     .collect();
     let answer = set.contains(tenant_id);

@@ -20,7 +20,7 @@
 //! `ed25519-dalek` (strict verification). RS256 and ES256 are not supported yet (see README).
 
 use crate::auth::cache::EpochCache;
-use crate::auth::{self, Credential};
+use crate::auth::{self, read, Credential};
 use crate::context::{self, Requested};
 use crate::error::{self, Result};
 use crate::gucs;
@@ -31,6 +31,7 @@ use hmac::{KeyInit, Mac};
 use pgrx::prelude::*;
 use serde_json::Value;
 use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Longest token accepted, in bytes (real access tokens are well under 2 KB).
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -349,12 +350,12 @@ pub fn verify(
 
 thread_local! {
     /// The keys, as of an epoch.
-    static KEYS: RefCell<Option<(u64, Vec<Key>)>> = const { RefCell::new(None) };
+    static KEYS: RefCell<Option<(u64, Rc<[Key]>)>> = const { RefCell::new(None) };
     /// Verified tokens by their SHA-256, as of an epoch.
     static VERIFIED: RefCell<EpochCache<[u8; 32], (Claims, String)>> = RefCell::new(EpochCache::default());
 }
 
-fn keys() -> Vec<Key> {
+fn keys() -> Rc<[Key]> {
     let epoch = auth::epoch();
     if let Some(keys) = KEYS.with(|cache| match cache.borrow().as_ref() {
         Some((at, keys)) if *at == epoch => Some(keys.clone()),
@@ -362,47 +363,46 @@ fn keys() -> Vec<Key> {
     }) {
         return keys;
     }
-    let keys: Vec<Key> = privilege::as_extension_owner(|| {
-        Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT kid, alg, key,
-                            pg_catalog.floor(EXTRACT(epoch FROM retire_at))::pg_catalog.int8
-                       FROM tenant_guard.token_keys WHERE revoked_at IS NULL",
-                    None,
-                    &[],
-                )?
-                .map(|row| {
-                    Ok(Key {
-                        kid: row.get::<String>(1)?.unwrap_or_default(),
-                        alg: row
-                            .get::<String>(2)?
-                            .and_then(|a| Alg::parse(&a))
-                            .unwrap_or(Alg::Hs256),
-                        material: row.get::<Vec<u8>>(3)?.unwrap_or_default(),
-                        retire_at: row.get::<i64>(4)?,
-                    })
-                })
-                .collect::<pgrx::spi::SpiResult<Vec<Key>>>()
-        })
-    })
-    .unwrap_or_else(|e| error::raise(error::internal(e)));
+    // A retirement at +/-infinity: add_token_key refuses those; read one as never / always.
+    let keys: Rc<[Key]> = read::select(
+        "SELECT kid, alg, key,
+                CASE WHEN pg_catalog.isfinite(retire_at)
+                     THEN pg_catalog.floor(EXTRACT(epoch FROM retire_at))::pg_catalog.int8
+                     WHEN retire_at OPERATOR(pg_catalog.<) pg_catalog.now() THEN 0 END
+           FROM tenant_guard.token_keys WHERE revoked_at IS NULL",
+        &[],
+        |row| Key {
+            kid: row.get::<String>(1).unwrap_or_default(),
+            alg: row
+                .get::<String>(2)
+                .and_then(|a| Alg::parse(&a))
+                .unwrap_or(Alg::Hs256),
+            material: row.get::<Vec<u8>>(3).unwrap_or_default(),
+            retire_at: row.get::<i64>(4),
+        },
+    )
+    .into();
     KEYS.with(|cache| *cache.borrow_mut() = Some((epoch, keys.clone())));
     keys
 }
 
 fn jti_revoked(jti: &str) -> bool {
-    privilege::as_extension_owner(|| {
-        crate::catalog::select_exists(
-            "SELECT EXISTS (SELECT 1 FROM tenant_guard.revoked_tokens
-                             WHERE jti OPERATOR(pg_catalog.=) $1)",
-            &[jti.into()],
-        )
-    })
+    !read::select(
+        "SELECT 1 FROM tenant_guard.revoked_tokens WHERE jti OPERATOR(pg_catalog.=) $1",
+        &[read::arg(Some(jti))],
+        |_| (),
+    )
+    .is_empty()
 }
 
 /// Verify a token with the database's keys and revocations, through the backend's cache.
-fn verify_cached(token: &str) -> std::result::Result<(Claims, String), Refusal> {
+/// The key a verified token was signed with, as the context remembers it.
+struct SignedBy {
+    kid: String,
+    retire_at: Option<i64>,
+}
+
+fn verify_cached(token: &str) -> std::result::Result<(Claims, SignedBy), Refusal> {
     use sha2::Digest;
     let rules = Rules::current();
     // The settings a verification depended on are part of the key: a changed issuer, audience
@@ -419,27 +419,42 @@ fn verify_cached(token: &str) -> std::result::Result<(Claims, String), Refusal> 
     hasher.update(token.as_bytes());
     let digest: [u8; 32] = hasher.finalize().into();
     let epoch = auth::epoch();
-    let hit = VERIFIED.with(|cache| cache.borrow_mut().get(epoch, &digest));
-    if let Some((claims, kid)) = hit {
-        let key_still_valid = keys().iter().any(|k| k.kid == kid && k.valid_at(rules.now));
-        if !key_still_valid {
-            return refuse("unknown key", Some(&kid));
+    let keys = keys();
+    let (claims, kid) = match VERIFIED.with(|cache| cache.borrow_mut().get(epoch, &digest)) {
+        Some((claims, kid)) => {
+            rules
+                .check_time(&claims)
+                .or_else(|reason| refuse(reason, Some(&kid)))?;
+            (claims, kid)
         }
-        return match rules.check_time(&claims) {
-            Ok(()) => Ok((claims, kid)),
-            Err(reason) => refuse(reason, Some(&kid)),
-        };
+        None => {
+            let verified = verify(token, &keys, &rules, jti_revoked)?;
+            VERIFIED.with(|cache| cache.borrow_mut().insert(digest, verified.clone()));
+            verified
+        }
+    };
+    // The key must still verify (a cached token was verified in this epoch, but time passes).
+    match keys.iter().find(|k| k.kid == kid && k.valid_at(rules.now)) {
+        Some(key) => Ok((
+            claims,
+            SignedBy {
+                retire_at: key.retire_at,
+                kid,
+            },
+        )),
+        None => refuse("unknown key", Some(&kid)),
     }
-    let verified = verify(token, &keys(), &rules, jti_revoked)?;
-    VERIFIED.with(|cache| cache.borrow_mut().insert(digest, verified.clone()));
-    Ok(verified)
 }
 
-/// Whether the key `kid` still verifies and the token `jti` is not revoked (for contexts in use
-/// after the auth tables changed).
-pub fn still_valid(kid: &str, jti: Option<&str>) -> bool {
+/// For a context in use after the auth tables changed: the retirement of the key `kid` (None
+/// inside: never), or None when the key no longer verifies or the token `jti` was revoked.
+pub fn key_retirement(kid: &str, jti: Option<&str>) -> Option<Option<i64>> {
     let now = auth::now_seconds();
-    keys().iter().any(|k| k.kid == kid && k.valid_at(now)) && !jti.is_some_and(jti_revoked)
+    let key = keys()
+        .iter()
+        .find(|k| k.kid == kid && k.valid_at(now))
+        .map(|k| k.retire_at)?;
+    (!jti.is_some_and(jti_revoked)).then_some(key)
 }
 
 fn token_error(reason: &str) -> pgrx::pg_sys::panic::ErrorReport {
@@ -456,6 +471,16 @@ pub fn set_tenant_context_token(
     token: Option<&str>,
     is_local: default!(Option<bool>, true),
 ) -> Result<Jsonb> {
+    let hidden = auth::HiddenStatement::start();
+    let result = set_from_token(token, is_local);
+    if result.is_ok() {
+        hidden.restore();
+    }
+    result
+}
+
+fn set_from_token(token: Option<&str>, is_local: Option<bool>) -> Result<Jsonb> {
+    let checked_in = auth::epoch();
     let is_local = context::scope(is_local)?;
     let Some(token) = token else {
         return Err(auth::failure(
@@ -466,7 +491,7 @@ pub fn set_tenant_context_token(
             token_error("no token"),
         ));
     };
-    let (claims, kid) = verify_cached(token).map_err(|refusal| {
+    let (claims, key) = verify_cached(token).map_err(|refusal| {
         auth::failure(
             "token",
             refusal.reason,
@@ -487,10 +512,12 @@ pub fn set_tenant_context_token(
         requested,
         is_local,
         Credential::Token {
-            kid,
+            kid: key.kid,
             jti: claims.jti.clone(),
             expires_at: claims.exp,
+            retires_at: key.retire_at,
         },
+        checked_in,
     )
 }
 
@@ -529,6 +556,12 @@ pub fn add_token_key(
             "Pass the key's bytes.",
         ));
     };
+    if retire_at.is_some_and(|at| !at.is_finite()) {
+        return Err(error::malformed(
+            "tenant_guard: retire_at must be a finite time",
+            "Pass NULL for a key that does not retire, or a time.",
+        ));
+    }
     match alg {
         Alg::Hs256 if key.len() < 32 => {
             return Err(error::malformed(

@@ -145,10 +145,20 @@ def test_secrets_never_reach_the_server_log(cluster):
                 conn.execute("SELECT tenant_guard.set_tenant_context_api_key(%s)", (bad,))
             assert bad not in str(excinfo.value)
     with cluster.connect(user="tg_quiet") as conn:  # a literal in a failing statement
+        seen = []
+        conn.add_notice_handler(lambda diag: seen.append(diag.message_primary))
+        conn.execute("SET client_min_messages = log")
         with pytest.raises(errors.InvalidAuthorizationSpecification):
             conn.execute(f"SELECT tenant_guard.set_tenant_context_token('{forged_token}')")
         with pytest.raises(errors.InvalidPassword):
             conn.execute(f"SELECT tenant_guard.set_tenant_context_api_key('{wrong_key}')")
+        # Errors after a credential verified keep the statement out of the log too.
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute(f"SELECT tenant_guard.set_tenant_context_token('{good_token}', NULL)")
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute(f"SELECT tenant_guard.set_tenant_context_api_key('{good_key}', NULL)")
+        # The failure line is for the server log only: the client learns no reason or key id.
+        assert not [m for m in seen if "authentication failed" in m], seen
 
     log = server_log(cluster)
     for secret in secrets:
@@ -216,6 +226,34 @@ def test_a_revoked_api_key_ends_session_contexts_in_other_backends(cluster):
         "SELECT tenant_guard.revoke_api_key(%s)", (key.split("_")[1],), errors.InvalidPassword)
 
 
+def test_a_revocation_is_seen_under_an_older_snapshot(cluster):
+    # REPEATABLE READ keeps the snapshot of the transaction's first query; the revocation
+    # commits after it. The key must still be refused (the auth tables are read on the latest
+    # committed state, not the transaction's snapshot).
+    prepare(cluster)
+    key = issue_key(cluster, "acme")
+    with cluster.connect(user="tg_agent", autocommit=False) as conn, cluster.connect(user="postgres") as admin:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        conn.execute("SELECT 1")
+        admin.execute("SELECT tenant_guard.revoke_api_key(%s)", (key.split("_")[1],))
+        conn.execute("SELECT count(*) FROM pg_catalog.pg_description")
+        with pytest.raises(errors.InvalidPassword):
+            conn.execute("SELECT tenant_guard.set_tenant_context_api_key(%s, false)", (key,))
+        conn.rollback()
+
+
+def test_a_rotated_key_ends_session_contexts_when_the_grace_ends(cluster):
+    prepare(cluster)
+    key = issue_key(cluster, "acme")
+    with cluster.connect(user="tg_agent") as conn, cluster.connect(user="postgres") as admin:
+        conn.execute("SELECT tenant_guard.set_tenant_context_api_key(%s, false)", (key,))
+        admin.execute("SELECT tenant_guard.rotate_api_key(%s, '1 second')", (key.split("_")[1],))
+        conn.execute("SELECT count(*) FROM app.orders")  # within the grace
+        time.sleep(1.2)
+        with pytest.raises(errors.InvalidPassword):
+            conn.execute("SELECT count(*) FROM app.orders")
+
+
 def test_a_removed_member_loses_the_session_context_in_other_backends(cluster):
     prepare(cluster)
     with cluster.connect(user="postgres") as admin:
@@ -227,6 +265,10 @@ def test_a_removed_member_loses_the_session_context_in_other_backends(cluster):
         assert context["role"] == "editor", "the membership's role wins"
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("SELECT tenant_guard.set_tenant_context_token(%s)", (token("acme", "gina"),))
+    revoked_in_another_session(
+        cluster, "tg_member", "SELECT tenant_guard.set_tenant_context_token(%s, false)",
+        token("globex", "gina"), "SELECT tenant_guard.add_member(%s, %s, 'viewer')", ("globex", "gina"),
+        errors.InsufficientPrivilege)  # a changed role ends it too
     revoked_in_another_session(
         cluster, "tg_member", "SELECT tenant_guard.set_tenant_context_token(%s, false)",
         token("globex", "gina"), "SELECT tenant_guard.remove_member(%s, %s)", ("globex", "gina"),

@@ -79,6 +79,7 @@ SELECT tenant_guard.add_token_key('ed2', 'EdDSA', '\x0102');
 SELECT tenant_guard.add_token_key(NULL, 'HS256', convert_to('regress-hs256-secret-number-one-0001', 'UTF8'));
 SELECT tenant_guard.add_token_key(E'bad\nkid', 'HS256', convert_to('regress-hs256-secret-number-one-0001', 'UTF8'));
 SELECT tenant_guard.add_token_key('nokey', 'HS256', NULL);
+SELECT tenant_guard.add_token_key('forever', 'HS256', convert_to('regress-hs256-secret-number-one-0001', 'UTF8'), 'infinity');
 SELECT tenant_guard.revoke_token_key('no-such-key');
 -- The listing never shows key material.
 SELECT kid, alg, retire_at IS NULL AS active, revoked_at IS NULL AS not_revoked FROM tenant_guard.list_token_keys();
@@ -349,9 +350,12 @@ SELECT count(*) FROM app.agent_notes;
 SELECT tenant_guard.set_tenant_context_api_key(:'acme_key_2');
 RESET ROLE;
 SELECT tenant_guard.clear_tenant_context();
--- A revoked key has no successor (55000; the message names the random key id).
+-- A revoked or expired key has no successor, and a key has one at most (55000; the messages
+-- name the random key ids).
 \set VERBOSITY sqlstate
 SELECT tenant_guard.rotate_api_key(split_part(:'acme_key_2', '_', 2));
+SELECT tenant_guard.rotate_api_key(split_part(:'expired_key', '_', 2));
+SELECT tenant_guard.rotate_api_key(:'acme_id');
 \set VERBOSITY default
 
 -- 12. Memberships: with require_membership on, a context needs one, and its role wins.
@@ -383,8 +387,17 @@ RESET ROLE;
 -- membership is asked of it.
 SET ROLE tg_agent;
 SELECT tenant_guard.set_tenant_context_api_key(:'acme_key') ->> 'role' AS api_key_role;
+-- Changing a member's role ends their session context at its next query (it carries the old
+-- role); setting it again takes the new one.
+SELECT tenant_guard.set_tenant_context_token(:'alice_token', false) ->> 'role' AS session_role;
+SELECT count(*) > 0 AS reads_as_member FROM app.agent_notes;
+RESET ROLE;
+SELECT tenant_guard.add_member('acme', 'alice', 'editor');
+SET ROLE tg_agent;
+SELECT count(*) FROM app.agent_notes;
+\echo :LAST_ERROR_SQLSTATE
+SELECT tenant_guard.set_tenant_context_token(:'alice_token', false) ->> 'role' AS session_role;
 -- Removing a member ends their session context at its next query.
-SELECT tenant_guard.set_tenant_context_token(:'alice_token', false) ->> 'user_id' AS session_user_id;
 SELECT count(*) > 0 AS reads_as_member FROM app.agent_notes;
 RESET ROLE;
 SELECT tenant_guard.remove_member('acme', 'alice') AS removed;
