@@ -242,3 +242,39 @@ pub fn set(name: &CStr, value: &str, local: bool) {
         );
     }
 }
+
+/// Run `f` with `name` set to `value` at a GUC nest level of its own. When `f` returns `Ok`,
+/// the setting is restored at once; when it fails (an `Err` that pgrx raises after it returns,
+/// or an error raised inside it), the (sub)transaction's abort restores it, after the error was
+/// reported with the setting in effect. A setting that cannot be made is an error.
+pub fn with_setting<T, E>(
+    name: &CStr,
+    value: &CStr,
+    context: pg_sys::GucContext::Type,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let level = unsafe { pg_sys::NewGUCNestLevel() };
+    let status = unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        )
+    };
+    if status <= 0 {
+        crate::error::raise(crate::error::internal(format!(
+            "could not set {}",
+            name.to_string_lossy()
+        )));
+    }
+    let result = f();
+    if result.is_ok() {
+        unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    }
+    result
+}

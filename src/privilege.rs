@@ -44,7 +44,6 @@
 //! are C functions with `SET search_path = pg_catalog, pg_temp` (see `sql/finalize.sql`).
 
 use crate::catalog;
-use crate::error;
 use pgrx::pg_sys;
 
 /// Run `f` with the privileges of the extension owner, as PostgreSQL itself does for
@@ -70,23 +69,14 @@ pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
 /// (sub)transaction abort). A path that cannot be set is an error, never a silent fallback to
 /// the caller's path.
 pub fn with_pinned_search_path<T>(f: impl FnOnce() -> T) -> T {
-    let level = unsafe { pg_sys::NewGUCNestLevel() };
-    let status = unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            pgrx::PgLogLevel::ERROR as i32,
-            false,
-        )
-    };
-    if status <= 0 {
-        error::raise(error::internal("could not pin search_path"));
+    let pinned = crate::gucs::with_setting(
+        c"search_path",
+        c"pg_catalog, pg_temp",
+        pg_sys::GucContext::PGC_USERSET,
+        || Ok::<T, std::convert::Infallible>(f()),
+    );
+    match pinned {
+        Ok(result) => result,
+        Err(never) => match never {},
     }
-    let result = f();
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    result
 }

@@ -185,12 +185,7 @@ pub fn set_tenant_context_api_key(
     api_key: Option<&str>,
     is_local: default!(Option<bool>, true),
 ) -> Result<Jsonb> {
-    let hidden = auth::HiddenStatement::start();
-    let result = set_from_api_key(api_key, is_local);
-    if result.is_ok() {
-        hidden.restore();
-    }
-    result
+    auth::with_hidden_statement(|| set_from_api_key(api_key, is_local))
 }
 
 fn set_from_api_key(api_key: Option<&str>, is_local: Option<bool>) -> Result<Jsonb> {

@@ -401,7 +401,7 @@ pub fn require_admin(function: &str) -> Result<()> {
 }
 
 /// A failed verification: the server log line (fixed format, never a secret) and the error
-/// (28000 or 28P01). The entry points keep their statement out of the log (`HiddenStatement`).
+/// (28000 or 28P01). The entry points keep their statement out of the log (`with_hidden_statement`).
 pub fn failure(
     method: &str,
     reason: &str,
@@ -413,33 +413,16 @@ pub fn failure(
     error
 }
 
-/// While an entry point runs, an error it raises is logged without the statement, which may
-/// hold the token or key as a literal (`log_min_error_statement = panic` at a GUC nest level of
-/// its own). `restore` on success puts the setting back; on an error the transaction's abort
-/// does, after the error was logged.
-pub struct HiddenStatement(i32);
-
-impl HiddenStatement {
-    pub fn start() -> HiddenStatement {
-        let level = unsafe { pg_sys::NewGUCNestLevel() };
-        unsafe {
-            pg_sys::set_config_option(
-                c"log_min_error_statement".as_ptr(),
-                c"panic".as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        HiddenStatement(level)
-    }
-
-    pub fn restore(self) {
-        unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
-    }
+/// Run a credential entry point so that any error it raises, before or after verification, is
+/// logged without the statement, which may hold the token or key as a literal
+/// (`log_min_error_statement = panic` while it runs; see `gucs::with_setting`).
+pub fn with_hidden_statement<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    gucs::with_setting(
+        c"log_min_error_statement",
+        c"panic",
+        pg_sys::GucContext::PGC_SUSET,
+        f,
+    )
 }
 
 /// A value from untrusted input, made safe for a log line: short, printable ASCII, or `?`.

@@ -471,12 +471,7 @@ pub fn set_tenant_context_token(
     token: Option<&str>,
     is_local: default!(Option<bool>, true),
 ) -> Result<Jsonb> {
-    let hidden = auth::HiddenStatement::start();
-    let result = set_from_token(token, is_local);
-    if result.is_ok() {
-        hidden.restore();
-    }
-    result
+    auth::with_hidden_statement(|| set_from_token(token, is_local))
 }
 
 fn set_from_token(token: Option<&str>, is_local: Option<bool>) -> Result<Jsonb> {
