@@ -11,7 +11,29 @@ use crate::error;
 use crate::privilege;
 use pgrx::datum::{FromDatum, IntoDatum};
 use pgrx::pg_sys;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CString;
+
+thread_local! {
+    /// The backend's saved plans, by query text (the plan cache replans them when the auth
+    /// tables change).
+    static PLANS: RefCell<HashMap<&'static str, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+}
+
+/// The saved plan of `sql`, prepared on first use (inside an SPI connection).
+unsafe fn plan(sql: &'static str, types: &mut [pg_sys::Oid]) -> pg_sys::SPIPlanPtr {
+    if let Some(plan) = PLANS.with(|plans| plans.borrow().get(sql).copied()) {
+        return plan;
+    }
+    let text = CString::new(sql).expect("SQL text has no NUL byte");
+    let plan = pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr());
+    if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
+        error::raise(error::internal("could not prepare an auth table query"));
+    }
+    PLANS.with(|plans| plans.borrow_mut().insert(sql, plan));
+    plan
+}
 
 /// One row of a result, read by column number (from 1).
 pub struct Row {
@@ -39,11 +61,10 @@ pub fn arg<T: IntoDatum>(value: Option<T>) -> (pg_sys::Oid, Option<pg_sys::Datum
 /// Run `sql` (a SELECT over the auth tables, fully schema-qualified) with `args` on the latest
 /// committed state, as the extension owner, and read each row with `read`.
 pub fn select<R>(
-    sql: &str,
+    sql: &'static str,
     args: &[(pg_sys::Oid, Option<pg_sys::Datum>)],
     mut read: impl FnMut(&Row) -> R,
 ) -> Vec<R> {
-    let sql = CString::new(sql).expect("SQL text has no NUL byte");
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|(oid, _)| *oid).collect();
     let mut values: Vec<pg_sys::Datum> = args
         .iter()
@@ -57,12 +78,8 @@ pub fn select<R>(
         if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
             error::raise(error::internal("SPI_connect failed"));
         }
-        let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-        if plan.is_null() {
-            error::raise(error::internal("SPI_prepare failed"));
-        }
         let status = pg_sys::SPI_execute_snapshot(
-            plan,
+            plan(sql, &mut types),
             values.as_mut_ptr(),
             nulls.as_ptr(),
             pg_sys::GetLatestSnapshot(),
