@@ -207,8 +207,7 @@ pub struct Requested<'a> {
 impl<'a> Requested<'a> {
     /// Every value validated (22023): non-empty, bounded, printable, canonical tenant id.
     pub fn validated(self) -> Result<Requested<'a>> {
-        validate_value("tenant_id", self.tenant_id)?;
-        check_canonical(self.tenant_id)?;
+        validate_tenant_id(self.tenant_id)?;
         for (argument, value) in [
             ("user_id", self.user_id),
             ("role", self.role),
@@ -219,6 +218,12 @@ impl<'a> Requested<'a> {
         }
         Ok(self)
     }
+}
+
+/// A tenant id as a context takes it (22023): a valid value, spelled canonically.
+pub fn validate_tenant_id(tenant_id: &str) -> Result<()> {
+    validate_value("tenant_id", tenant_id)?;
+    check_canonical(tenant_id)
 }
 
 /// `is_local`, which must not be NULL.

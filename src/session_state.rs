@@ -191,8 +191,9 @@ unsafe extern "C-unwind" fn process_utility(
     }
     // RESET ALL (and DISCARD ALL) reset the context variables: the session stops acting for its
     // tenant, and the credentials it held are forgotten with them.
-    let resets_context = is_reset_all(node) || is_discard_all(node);
-    let ends_tenant = is_reset_all(node) && context::current_tenant_id().is_some();
+    let reset_all = is_reset_all(node);
+    let resets_context = reset_all || is_discard_all(node);
+    let ends_tenant = reset_all && context::current_tenant_id().is_some();
     match PREVIOUS_HOOK.get() {
         Some(previous) => previous(
             pstmt,

@@ -294,7 +294,7 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
         if let Some(reason) = ended {
             return Err((held.credential.clone(), reason));
         }
-        if held.checked_in == epoch_now() && (held.membership_checked || !require_membership) {
+        if held.checked_in == EPOCH.get() && (held.membership_checked || !require_membership) {
             return Ok(None);
         }
         Ok(Some(held.clone()))
@@ -343,10 +343,6 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
         }
     });
     Ok(())
-}
-
-fn epoch_now() -> u64 {
-    EPOCH.get()
 }
 
 /// The error for a context whose credential ended: 28000 for a token, 28P01 for an API key.

@@ -3,7 +3,6 @@
 //! gets no context through any entry point.
 
 use crate::auth::{self, read};
-use crate::context::Requested;
 use crate::error::{self, Result};
 use crate::privilege;
 use pgrx::prelude::*;
@@ -78,14 +77,7 @@ pub fn tenant_argument(tenant_id: Option<&str>) -> Result<&str> {
             "Pass the tenant's id.",
         ));
     };
-    Requested {
-        tenant_id,
-        user_id: None,
-        role: None,
-        trace_id: None,
-        locale: None,
-    }
-    .validated()?;
+    crate::context::validate_tenant_id(tenant_id)?;
     Ok(tenant_id)
 }
 
