@@ -13,6 +13,9 @@ CREATE TABLE tenant_guard.protected_tables (
         CHECK (protected_via IN ('enable_tenant_rls', 'auto_protect', 'protect_tenant_tables',
                                  'partition', 'inheritance')),
     previous_default text,       -- the column default before tenant_guard replaced it
+    user_column      name,       -- user-private rows: the column naming each row's user
+    user_all_rows    text[],     -- tenant roles that see and write all of the tenant's rows
+    previous_user_default text,  -- the user column's default before tenant_guard replaced it
     protected_by     name        NOT NULL,
     protected_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -146,3 +149,42 @@ SELECT pg_catalog.pg_extension_config_dump('tenant_guard.memberships', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.token_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.revoked_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('tenant_guard.api_keys', '');
+
+-- Authorization (src/authz). Per-role table permissions: the tenant roles that may run each
+-- command on a protected table (its partitions and children follow it). A table with no rows
+-- here has no per-role restriction; a table with some denies every role not listed.
+CREATE TABLE tenant_guard.table_permissions (
+    relid       regclass    NOT NULL,
+    tenant_role text        NOT NULL,
+    commands    text[]      NOT NULL,  -- SELECT, INSERT, UPDATE, DELETE
+    granted_by  name        NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (relid, tenant_role)
+);
+
+-- The action gate: the catalogue of actions, and the rules that grant or deny them. A rule
+-- matches a context when every condition it sets holds (NULL: any); see src/authz/decision.rs.
+CREATE TABLE tenant_guard.actions (
+    action      text        PRIMARY KEY,
+    description text,
+    added_by    name        NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE TABLE tenant_guard.action_rules (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    action      text        NOT NULL REFERENCES tenant_guard.actions ON DELETE CASCADE,
+    effect      text        NOT NULL CHECK (effect IN ('grant', 'deny')),
+    tenant_role text,       -- the context's role
+    plan        text,       -- the tenant's plan (tenant_guard.tenants)
+    scope       text,       -- a scope of the context's API key
+    tenant_id   text,       -- the context's tenant
+    resource    text,       -- a pattern of the resource asked about ('*' matches any run)
+    added_by    name        NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE NULLS NOT DISTINCT (action, effect, tenant_role, plan, scope, tenant_id, resource)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.table_permissions', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.actions', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.action_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('tenant_guard.action_rules_id_seq', '');

@@ -98,3 +98,28 @@ REVOKE EXECUTE ON FUNCTION
     tenant_guard.rotate_api_key(text, interval),
     tenant_guard.list_api_keys(text)
 FROM PUBLIC;
+
+-- Authorization (src/authz). The permissions registry and the action catalogue hold no tenant
+-- data: everyone may read them (and so read the audit rows of their own denied actions, which
+-- name tenant_guard.actions as their table). The rules name tenants: the extension owner's
+-- alone, listed to administrators by list_action_rules(). Changing permissions and private
+-- rows is for a table's owner, granted deliberately like enable_tenant_rls; the action
+-- catalogue and its rules are for tenant_guard administrators (checked inside as well). The
+-- questions a session asks about itself (authorize, require_action, allowed_actions) and the
+-- functions the generated policies call keep EXECUTE for PUBLIC.
+REVOKE ALL ON tenant_guard.table_permissions, tenant_guard.actions, tenant_guard.action_rules
+    FROM PUBLIC;
+GRANT SELECT ON tenant_guard.table_permissions, tenant_guard.actions TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION
+    tenant_guard.set_table_permissions(regclass, text, text[]),
+    tenant_guard.remove_table_permissions(regclass, text),
+    tenant_guard.enable_user_private_rows(regclass, name, text[]),
+    tenant_guard.disable_user_private_rows(regclass),
+    tenant_guard.add_action(text, text),
+    tenant_guard.remove_action(text),
+    tenant_guard.grant_action(text, text, text, text, text, text),
+    tenant_guard.deny_action(text, text, text, text, text, text),
+    tenant_guard.revoke_action(text, text, text, text, text, text),
+    tenant_guard.remove_action_rule(bigint),
+    tenant_guard.list_action_rules(text)
+FROM PUBLIC;

@@ -398,6 +398,26 @@ pub fn tenant_context() -> Jsonb {
         .finish()
 }
 
+/// The context tenant, for a use of the context outside the tenant policies (the action gate,
+/// per-role permissions, user-private rows): it binds the transaction to the tenant and checks
+/// the credential, as `required_tenant_id` does. None without a context.
+pub fn tenant_in_use() -> Result<Option<String>> {
+    let Some(tenant_id) = current_tenant_id() else {
+        return Ok(None);
+    };
+    bind(&tenant_id, false);
+    auth::check_on_use(&tenant_id)?;
+    Ok(Some(tenant_id))
+}
+
+/// 42501 for a protected query without a context (`require_context` on), naming the table.
+pub fn missing_context(table: &str) -> pgrx::pg_sys::panic::ErrorReport {
+    error::forbidden(
+        format!("tenant_guard: no tenant context is set; {table} is tenant-protected"),
+        SET_HINT,
+    )
+}
+
 /// What a generated policy compares the tenant column with, typed like `tenant_type` (a
 /// `NULL::<column type>` argument): the context tenant; with no context, NULL (no row
 /// matches), or 42501 naming the table when `require_context` is on. A tenant id that is not a
@@ -426,13 +446,7 @@ pub fn required_tenant_id(
     };
     let Some(tenant_id) = current_tenant_id() else {
         if gucs::REQUIRE_CONTEXT.get() {
-            return Err(error::forbidden(
-                format!(
-                    "tenant_guard: no tenant context is set; {} is tenant-protected",
-                    table_name()
-                ),
-                SET_HINT,
-            ));
+            return Err(missing_context(&table_name()));
         }
         return Ok(None);
     };

@@ -205,7 +205,8 @@ fn relations(changes: &[Change]) -> Vec<pg_sys::Oid> {
     relations
 }
 
-/// A renamed column: the registry names tenant columns (names survive pg_dump), so it follows.
+/// A renamed column: the registry names tenant and user columns (names survive pg_dump), so it
+/// follows.
 unsafe fn follow_renamed_column(change: &Change) -> Result<()> {
     let Change::Simple { address, parsetree } = change else {
         return Ok(());
@@ -238,6 +239,12 @@ unsafe fn follow_renamed_column(change: &Change) -> Result<()> {
             "UPDATE tenant_guard.protected_tables SET tenant_column = $3::pg_catalog.name
               WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
                 AND tenant_column OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+            &[tables.clone().into(), old.as_str().into(), new.as_str().into()],
+        )?;
+        Spi::run_with_args(
+            "UPDATE tenant_guard.protected_tables SET user_column = $3::pg_catalog.name
+              WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
+                AND user_column OPERATOR(pg_catalog.=) $2::pg_catalog.name",
             &[tables.into(), old.as_str().into(), new.as_str().into()],
         )
     })
@@ -259,10 +266,8 @@ fn reconcile_parents() -> Result<()> {
 
 fn protection_of(entry: &policy::Registered) -> Protection {
     Protection {
-        column: entry.column.clone(),
-        create_index: false,
-        to_roles: entry.to_roles.clone(),
         via: Via::Partition,
+        ..entry.protection()
     }
 }
 
@@ -309,6 +314,7 @@ fn protect_if_needed(table: &Table) -> Result<()> {
             create_index: true,
             to_roles: None,
             via: Via::AutoProtect,
+            private: None,
         },
     )
 }
@@ -455,6 +461,7 @@ fn on_sql_drop() {
             "tenant_guard.protected_tables",
             "tenant_guard.excluded_tables",
             "tenant_guard.audit_config",
+            "tenant_guard.table_permissions",
         ] {
             Spi::run_with_args(
                 &format!(

@@ -15,14 +15,36 @@
 //! `search_path = pg_catalog, pg_temp`, which every caller runs under.
 
 use crate::audit;
-use crate::catalog::{select_column, select_row, Table};
-use crate::policy::{self, Registered};
+use crate::authz::{array_text, permissions};
+use crate::catalog::{select_column, select_row, Column, Table};
+use crate::policy::{self, PrivateRows, Registered};
 use crate::tenant_type::TenantType;
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, quote_qualified_identifier};
+use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
 
 pub const ISOLATION_POLICY: &str = "tenant_guard_isolation";
 pub const FENCE_POLICY: &str = "tenant_guard_fence";
+/// Per-role permissions (`authz::permissions`), one per command.
+pub const PERMIT_POLICIES: [(&str, &str); 4] = [
+    ("SELECT", "tenant_guard_permit_select"),
+    ("INSERT", "tenant_guard_permit_insert"),
+    ("UPDATE", "tenant_guard_permit_update"),
+    ("DELETE", "tenant_guard_permit_delete"),
+];
+/// User-private rows (`authz::private_rows`).
+pub const PRIVATE_POLICY: &str = "tenant_guard_private";
+/// Every policy name tenant_guard generates.
+pub const GENERATED_POLICIES: [&str; 7] = [
+    ISOLATION_POLICY,
+    FENCE_POLICY,
+    PERMIT_POLICIES[0].1,
+    PERMIT_POLICIES[1].1,
+    PERMIT_POLICIES[2].1,
+    PERMIT_POLICIES[3].1,
+    PRIVATE_POLICY,
+];
+/// Marks a user column's default as ours.
+pub const USER_DEFAULT_MARKER: &str = "tenant_guard.required_user_id(";
 pub const TRUNCATE_TRIGGER: &str = "tenant_guard_truncate_guard";
 /// The prefix of every trigger and policy name tenant_guard generates.
 pub const PREFIX: &str = "tenant_guard_";
@@ -86,6 +108,144 @@ fn printed_predicate(table: &Table, column: &str, kind: TenantType) -> String {
     )
 }
 
+/// A text array constant as written into generated SQL, and as `pg_get_expr` prints it.
+fn array_sql(items: &[String]) -> String {
+    format!("{}::pg_catalog.text[]", quote_literal(array_text(items)))
+}
+
+fn printed_array(items: &[String]) -> String {
+    format!("{}::text[]", printed_literal(&array_text(items)))
+}
+
+fn printed_regclass(table: &Table) -> String {
+    format!(
+        "{}::regclass",
+        printed_literal(&quote_qualified_identifier(&table.schema, &table.name))
+    )
+}
+
+/// A permission policy's expression (`authz::permissions`).
+fn permission_sql(table: &Table, command: &str, roles: &[String]) -> String {
+    format!(
+        "(SELECT tenant_guard.permitted({}, {}, {}))",
+        table.regclass_literal(),
+        quote_literal(command),
+        array_sql(roles)
+    )
+}
+
+fn printed_permission(table: &Table, command: &str, roles: &[String]) -> String {
+    format!(
+        "( SELECT tenant_guard.permitted({}, {}::text, {}) AS permitted)",
+        printed_regclass(table),
+        printed_literal(command),
+        printed_array(roles)
+    )
+}
+
+/// The user column's default (`authz::private_rows`): the context's user, always required.
+pub fn user_default_sql(table: &Table, kind: TenantType) -> String {
+    format!(
+        "tenant_guard.required_user_id({}, NULL::{}, {})",
+        table.regclass_literal(),
+        kind.sql_name(),
+        array_sql(&[])
+    )
+}
+
+fn printed_user_default(table: &Table, kind: TenantType) -> String {
+    format!(
+        "tenant_guard.required_user_id({}, NULL::{}, {})",
+        printed_regclass(table),
+        kind.sql_name(),
+        printed_array(&[])
+    )
+}
+
+/// The user-private policy's expression.
+fn private_sql(table: &Table, private: &PrivateRows, kind: TenantType) -> String {
+    let roles = array_sql(&private.all_rows);
+    let mine = format!(
+        "{} OPERATOR(pg_catalog.=) (SELECT tenant_guard.required_user_id({}, NULL::{}, {roles}))",
+        quote_identifier(&private.column),
+        table.regclass_literal(),
+        kind.sql_name(),
+    );
+    if private.all_rows.is_empty() {
+        mine
+    } else {
+        format!("{mine} OR (SELECT tenant_guard.tenant_role_in({roles}))")
+    }
+}
+
+fn printed_private(table: &Table, private: &PrivateRows, kind: TenantType) -> String {
+    let roles = printed_array(&private.all_rows);
+    let mine = format!(
+        "({} = ( SELECT tenant_guard.required_user_id({}, NULL::{}, {roles}) AS required_user_id))",
+        quote_identifier(&private.column),
+        printed_regclass(table),
+        kind.sql_name(),
+    );
+    if private.all_rows.is_empty() {
+        mine
+    } else {
+        format!("({mine} OR ( SELECT tenant_guard.tenant_role_in({roles}) AS tenant_role_in))")
+    }
+}
+
+/// The policies and defaults to generate for one table, as SQL (`policy::apply`).
+pub struct Generated<'a> {
+    pub table: &'a Table,
+    pub tenant_column: &'a str,
+    pub kind: TenantType,
+    /// `TO` of the permissive policy.
+    pub to_roles: String,
+    pub permissions: Option<&'a [(&'static str, Vec<String>)]>,
+    /// The private rows and the user column's type.
+    pub private: Option<(&'a PrivateRows, TenantType)>,
+}
+
+impl Generated<'_> {
+    pub fn ddl(&self) -> String {
+        let name = self.table.qualified();
+        let predicate = predicate_sql(self.table, self.tenant_column, self.kind);
+        let mut ddl = format!(
+            "CREATE POLICY {ISOLATION_POLICY} ON {name} AS PERMISSIVE FOR ALL TO {roles}
+                 USING ({predicate}) WITH CHECK ({predicate});
+             CREATE POLICY {FENCE_POLICY} ON {name} AS RESTRICTIVE FOR ALL TO PUBLIC
+                 USING ({predicate}) WITH CHECK ({predicate});",
+            roles = self.to_roles
+        );
+        for (command, roles) in self.permissions.unwrap_or_default() {
+            let policy = PERMIT_POLICIES
+                .iter()
+                .find(|(c, _)| c == command)
+                .map(|(_, p)| *p)
+                .expect("every command has a policy");
+            let check = permission_sql(self.table, command, roles);
+            let clauses = match *command {
+                "INSERT" => format!("WITH CHECK ({check})"),
+                "UPDATE" => format!("USING ({check}) WITH CHECK ({check})"),
+                _ => format!("USING ({check})"),
+            };
+            ddl.push_str(&format!(
+                "CREATE POLICY {policy} ON {name} AS RESTRICTIVE FOR {command} TO PUBLIC {clauses};"
+            ));
+        }
+        if let Some((private, kind)) = self.private {
+            let predicate = private_sql(self.table, private, kind);
+            ddl.push_str(&format!(
+                "CREATE POLICY {PRIVATE_POLICY} ON {name} AS RESTRICTIVE FOR ALL TO PUBLIC
+                     USING ({predicate}) WITH CHECK ({predicate});
+                 ALTER TABLE ONLY {name} ALTER COLUMN {} SET DEFAULT {};",
+                quote_identifier(&private.column),
+                user_default_sql(self.table, kind)
+            ));
+        }
+        ddl
+    }
+}
+
 /// A generated policy.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -116,8 +276,8 @@ pub struct Expected {
     pub protection: Option<(Registered, TenantType)>,
     pub policies: Vec<Policy>,
     pub triggers: Vec<Trigger>,
-    /// (tenant column, its default as printed).
-    pub default: Option<(String, String)>,
+    /// (column, its default as printed): the tenant column's, and a user column's.
+    pub defaults: Vec<(String, String)>,
 }
 
 fn trigger(
@@ -144,7 +304,7 @@ pub fn of(table: &Table) -> Expected {
         protection: None,
         policies: Vec::new(),
         triggers: Vec::new(),
-        default: None,
+        defaults: Vec::new(),
     };
     if let Some(entry) = policy::registered(table.oid) {
         let kind = TenantType::from_oid(entry.type_oid).unwrap_or(TenantType::Text);
@@ -173,7 +333,49 @@ pub fn of(table: &Table) -> Expected {
             None,
             None,
         ));
-        expected.default = Some((entry.column.clone(), printed_context(table, kind)));
+        expected
+            .defaults
+            .push((entry.column.clone(), printed_context(table, kind)));
+        let top = entry.parent.unwrap_or(table.oid);
+        for (command, roles) in permissions::roles_by_command(top).unwrap_or_default() {
+            let printed = printed_permission(table, command, &roles);
+            let name = PERMIT_POLICIES
+                .iter()
+                .find(|(c, _)| *c == command)
+                .map(|(_, p)| *p)
+                .expect("every command has a policy");
+            expected.policies.push(Policy {
+                name: name.to_string(),
+                permissive: false,
+                roles: vec![pg_sys::InvalidOid],
+                command: match command {
+                    "SELECT" => "r",
+                    "INSERT" => "a",
+                    "UPDATE" => "w",
+                    _ => "d",
+                }
+                .to_string(),
+                using: (command != "INSERT").then(|| printed.clone()),
+                check: matches!(command, "INSERT" | "UPDATE").then_some(printed),
+            });
+        }
+        if let Some(private) = &entry.private {
+            let user_kind = Column::lookup(table.oid, &private.column)
+                .and_then(|c| TenantType::from_oid(c.type_oid))
+                .unwrap_or(TenantType::Text);
+            let printed = printed_private(table, private, user_kind);
+            expected.policies.push(Policy {
+                name: PRIVATE_POLICY.to_string(),
+                permissive: false,
+                roles: vec![pg_sys::InvalidOid],
+                command: "*".to_string(),
+                using: Some(printed.clone()),
+                check: Some(printed),
+            });
+            expected
+                .defaults
+                .push((private.column.clone(), printed_user_default(table, user_kind)));
+        }
         expected.protection = Some((entry, kind));
     }
     if audit::config::options(table.oid).is_some() {
@@ -183,6 +385,7 @@ pub fn of(table: &Table) -> Expected {
                 audit::Op::Update => TRIGGER_TYPE_UPDATE,
                 audit::Op::Delete => TRIGGER_TYPE_DELETE,
                 audit::Op::Truncate => TRIGGER_TYPE_TRUNCATE,
+                audit::Op::Denied => 0, // not a trigger: the action gate's rows
             };
             expected.triggers.push(trigger(
                 name,
@@ -356,10 +559,10 @@ impl Expected {
                 quote_identifier(&stray.name)
             ));
         }
-        if let Some((column, wanted)) = &self.default {
+        for (column, wanted) in &self.defaults {
             if column_default(table.oid, column).as_deref() != Some(wanted.as_str()) {
                 differences.push(format!(
-                    "the default of {}.{} is not the tenant context",
+                    "the default of {}.{} is not the one tenant_guard generates",
                     name,
                     quote_identifier(column)
                 ));

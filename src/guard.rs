@@ -154,17 +154,20 @@ pub unsafe fn judge_alter_table(
             } else {
                 relid
             };
-            let Some(entry) = policy::registered(target).filter(|e| e.column == column) else {
-                return Ok(());
-            };
             let Some(table) = Table::lookup(target) else {
                 return Ok(());
             };
-            let wanted = expected::of(&table).default.map(|(_, d)| d);
-            if expected::column_default(target, &entry.column) != wanted {
+            let Some((_, wanted)) = expected::of(&table)
+                .defaults
+                .into_iter()
+                .find(|(c, _)| *c == column)
+            else {
+                return Ok(());
+            };
+            if expected::column_default(target, &column).as_deref() != Some(wanted.as_str()) {
                 return refuse(
                     format!(
-                        "tenant_guard: the default of tenant column {} of {} is the tenant context and cannot be changed",
+                        "tenant_guard: the default of column {} of {} comes from the tenant context and cannot be changed",
                         quote_identifier(&column),
                         table.qualified()
                     ),

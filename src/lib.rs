@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod audit;
 mod auth;
+mod authz;
 mod catalog;
 mod context;
 mod error;

@@ -10,7 +10,8 @@
 
 use crate::catalog::{self, select_column, select_exists, select_row, Column, Registry, Table};
 use crate::error::{self, Result};
-use crate::expected::{self, FENCE_POLICY, ISOLATION_POLICY, TRUNCATE_TRIGGER};
+use crate::authz::permissions;
+use crate::expected::{self, GENERATED_POLICIES, TRUNCATE_TRIGGER, USER_DEFAULT_MARKER};
 use crate::guard::OwnDdl;
 use crate::gucs;
 use crate::privilege;
@@ -33,6 +34,16 @@ pub enum Via {
 }
 
 impl Via {
+    fn from_str(via: &str) -> Via {
+        match via {
+            "auto_protect" => Via::AutoProtect,
+            "protect_tenant_tables" => Via::ProtectTenantTables,
+            "partition" => Via::Partition,
+            "inheritance" => Via::Inheritance,
+            _ => Via::EnableTenantRls,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Via::EnableTenantRls => "enable_tenant_rls",
@@ -44,6 +55,14 @@ impl Via {
     }
 }
 
+/// User-private rows (`authz::private_rows`): the column naming each row's user, and the
+/// tenant roles that see all rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivateRows {
+    pub column: String,
+    pub all_rows: Vec<String>,
+}
+
 /// What to apply to one table.
 #[derive(Clone, Debug)]
 pub struct Protection {
@@ -52,6 +71,7 @@ pub struct Protection {
     /// Roles of the permissive policy; `None` is PUBLIC.
     pub to_roles: Option<Vec<pg_sys::Oid>>,
     pub via: Via,
+    pub private: Option<PrivateRows>,
 }
 
 /// A registry row.
@@ -63,12 +83,29 @@ pub struct Registered {
     /// The protected ancestor a partition or inheritance child was protected through.
     pub parent: Option<pg_sys::Oid>,
     pub previous_default: Option<String>,
+    pub via: Via,
+    pub private: Option<PrivateRows>,
+    pub previous_user_default: Option<String>,
+}
+
+impl Registered {
+    /// The protection this entry records (to apply it again).
+    pub fn protection(&self) -> Protection {
+        Protection {
+            column: self.column.clone(),
+            create_index: false,
+            to_roles: self.to_roles.clone(),
+            via: self.via,
+            private: self.private.clone(),
+        }
+    }
 }
 
 pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
     select_row(
         "SELECT tenant_column::pg_catalog.text, tenant_type::pg_catalog.oid,
-                to_roles::pg_catalog.oid[], parent::pg_catalog.oid, previous_default
+                to_roles::pg_catalog.oid[], parent::pg_catalog.oid, previous_default,
+                protected_via, user_column::pg_catalog.text, user_all_rows, previous_user_default
            FROM tenant_guard.protected_tables
           WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
         &[relid.into()],
@@ -79,6 +116,15 @@ pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
                 to_roles: row.get(3)?,
                 parent: row.get(4)?,
                 previous_default: row.get(5)?,
+                via: Via::from_str(&row.get::<String>(6)?.unwrap_or_default()),
+                private: match row.get::<String>(7)? {
+                    Some(column) => Some(PrivateRows {
+                        column,
+                        all_rows: row.get::<Vec<String>>(8)?.unwrap_or_default(),
+                    }),
+                    None => None,
+                },
+                previous_user_default: row.get(9)?,
             })
         },
     )
@@ -274,7 +320,7 @@ fn refuse_policies_and_rules(table: &Table) -> Result<()> {
           ORDER BY 1",
         &[
             table.oid.into(),
-            vec![ISOLATION_POLICY, FENCE_POLICY].into(),
+            GENERATED_POLICIES.to_vec().into(),
         ],
     );
     if foreign.is_empty() {
@@ -351,7 +397,7 @@ fn drop_generated_policies(table: &Table) -> String {
             AND polname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
         &[
             table.oid.into(),
-            vec![ISOLATION_POLICY, FENCE_POLICY].into(),
+            GENERATED_POLICIES.to_vec().into(),
         ],
     )
     .iter()
@@ -378,6 +424,55 @@ fn has_tenant_index(table: &Table, column: &Column) -> bool {
     )
 }
 
+/// Create an index led by `columns` unless the table has one.
+pub fn ensure_index(table: &Table, columns: &[&str]) -> Result<()> {
+    let attnums: Vec<i16> = columns
+        .iter()
+        .filter_map(|name| Column::lookup(table.oid, name).map(|c| c.attnum))
+        .collect();
+    let exists = select_exists(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index
+                         WHERE indrelid OPERATOR(pg_catalog.=) $1 AND indpred IS NULL
+                           AND (indkey::pg_catalog.int2[])[0:$3] OPERATOR(pg_catalog.=) $2::pg_catalog.int2[])",
+        &[
+            table.oid.into(),
+            attnums.clone().into(),
+            (attnums.len() as i32 - 1).into(),
+        ],
+    );
+    if exists {
+        return Ok(());
+    }
+    let list: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
+    Spi::run(&format!(
+        "CREATE INDEX ON {} ({})",
+        table.qualified(),
+        list.join(", ")
+    ))
+    .map_err(error::internal)
+}
+
+/// The protected table whose settings (permissions) cover `table`: its parent, or itself.
+fn top_of(table: &Table, parent: Option<pg_sys::Oid>) -> pg_sys::Oid {
+    parent.unwrap_or(table.oid)
+}
+
+/// `ALTER COLUMN ... SET DEFAULT previous` or `DROP DEFAULT`, when the column's default is
+/// tenant_guard's (`marker`).
+fn restore_default(table: &Table, column: &str, marker: &str, previous: &Option<String>) -> String {
+    let Some(column) = Column::lookup(table.oid, column) else {
+        return String::new();
+    };
+    if !current_default(table, &column).is_some_and(|d| d.contains(marker)) {
+        return String::new();
+    }
+    let (name, col) = (table.qualified(), column.quoted());
+    match previous {
+        Some(previous) => format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} SET DEFAULT {previous};"),
+        None => format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} DROP DEFAULT;"),
+    }
+}
+
 /// Apply the generated objects to one table and record it.
 fn apply(
     table: &Table,
@@ -389,30 +484,57 @@ fn apply(
     // Re-read under the lock: the table may have changed while we waited.
     let table = &Table::require(table.oid)?;
     let column = &tenant_column(table, &column.name)?;
+    let before = registered(table.oid);
 
     let previous_default = match current_default(table, column) {
         Some(expr) if expr.contains(DEFAULT_MARKER) => {
-            registered(table.oid).and_then(|r| r.previous_default)
+            before.as_ref().and_then(|r| r.previous_default.clone())
         }
         other => other,
     };
+    let user_column = match &protection.private {
+        Some(private) => Some(Column::lookup(table.oid, &private.column).ok_or_else(|| {
+            error::undefined_column(
+                format!(
+                    "tenant_guard: user column {} of {} does not exist",
+                    quote_identifier(&private.column),
+                    table.qualified()
+                ),
+                "Every partition and child has the user column of the table it belongs to.",
+            )
+        })?),
+        None => None,
+    };
+    let previous_user_default = user_column.as_ref().and_then(|user| {
+        match current_default(table, user) {
+            Some(expr) if expr.contains(USER_DEFAULT_MARKER) => before
+                .as_ref()
+                .filter(|b| b.private.as_ref().is_some_and(|p| p.column == user.name))
+                .and_then(|b| b.previous_user_default.clone()),
+            other => other,
+        }
+    });
     // Record first: the DDL below fires the event trigger, which skips registered tables.
     let protected_by = catalog::current_role_name();
     privilege::as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO tenant_guard.protected_tables AS p
                     (relid, tenant_column, tenant_type, to_roles, parent, protected_via,
-                     previous_default, protected_by)
+                     previous_default, protected_by, user_column, user_all_rows,
+                     previous_user_default)
              VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.name,
                      $3::pg_catalog.oid::pg_catalog.regtype,
                      $4::pg_catalog.oid[]::pg_catalog.regrole[],
-                     $5::pg_catalog.oid::pg_catalog.regclass, $6, $7, $8::pg_catalog.name)
+                     $5::pg_catalog.oid::pg_catalog.regclass, $6, $7, $8::pg_catalog.name,
+                     $9::pg_catalog.name, $10, $11)
              ON CONFLICT (relid) DO UPDATE
                 SET tenant_column = excluded.tenant_column, tenant_type = excluded.tenant_type,
                     to_roles = excluded.to_roles, parent = excluded.parent,
                     protected_via = excluded.protected_via,
                     previous_default = excluded.previous_default,
-                    protected_by = excluded.protected_by, protected_at = pg_catalog.now()",
+                    protected_by = excluded.protected_by, protected_at = pg_catalog.now(),
+                    user_column = excluded.user_column, user_all_rows = excluded.user_all_rows,
+                    previous_user_default = excluded.previous_user_default",
             &[
                 table.oid.into(),
                 column.name.as_str().into(),
@@ -422,6 +544,9 @@ fn apply(
                 protection.via.as_str().into(),
                 previous_default.into(),
                 protected_by.as_str().into(),
+                protection.private.as_ref().map(|p| p.column.clone()).into(),
+                protection.private.as_ref().map(|p| p.all_rows.clone()).into(),
+                previous_user_default.into(),
             ],
         )?;
         Spi::run_with_args(
@@ -436,18 +561,33 @@ fn apply(
     let col = column.quoted();
     let kind = TenantType::from_oid(column.type_oid).unwrap_or(TenantType::Text);
     let context = expected::context_sql(table, kind);
-    let predicate = expected::predicate_sql(table, &column.name, kind);
     let mut ddl = format!(
         "ALTER TABLE ONLY {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY,
              ALTER COLUMN {col} SET DEFAULT {context};
-         {drop_policies}
-         CREATE POLICY {ISOLATION_POLICY} ON {name} AS PERMISSIVE FOR ALL TO {roles}
-             USING ({predicate}) WITH CHECK ({predicate});
-         CREATE POLICY {FENCE_POLICY} ON {name} AS RESTRICTIVE FOR ALL TO PUBLIC
-             USING ({predicate}) WITH CHECK ({predicate});",
-        roles = role_list(&protection.to_roles),
+         {drop_policies}",
         drop_policies = drop_generated_policies(table),
     );
+    // A user column that is no longer one gets its default back.
+    if let Some(was) = before.as_ref().and_then(|b| b.private.as_ref()) {
+        if protection.private.as_ref().map(|p| &p.column) != Some(&was.column) {
+            let previous = before.as_ref().and_then(|b| b.previous_user_default.clone());
+            ddl.push_str(&restore_default(table, &was.column, USER_DEFAULT_MARKER, &previous));
+        }
+    }
+    let permissions = permissions::roles_by_command(top_of(table, parent));
+    let generated = expected::Generated {
+        table,
+        tenant_column: &column.name,
+        kind,
+        to_roles: role_list(&protection.to_roles),
+        permissions: permissions.as_deref(),
+        private: protection
+            .private
+            .as_ref()
+            .zip(user_column.as_ref())
+            .map(|(p, c)| (p, TenantType::from_oid(c.type_oid).unwrap_or(TenantType::Text))),
+    };
+    ddl.push_str(&generated.ddl());
     if protection.create_index && !has_tenant_index(table, column) {
         ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
     }
@@ -469,6 +609,32 @@ fn apply(
     Ok(())
 }
 
+/// Apply a protected table's registered protection again (its permissions or user-private
+/// rows changed), to it and its partitions and children.
+pub fn reapply(table: &Table) -> Result<()> {
+    let entry = registered(table.oid).ok_or_else(|| {
+        error::invalid_state(
+            format!("tenant_guard: {} is not protected", table.qualified()),
+            "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
+        )
+    })?;
+    protect(table, &entry.protection())
+}
+
+/// Make a protected table's rows private to their users (`Some`), or not (`None`).
+pub fn set_private_rows(table: &Table, private: Option<PrivateRows>) -> Result<()> {
+    let Some(entry) = registered(table.oid) else {
+        return Ok(());
+    };
+    protect(
+        table,
+        &Protection {
+            private,
+            ..entry.protection()
+        },
+    )
+}
+
 /// Remove protection from a table and the partitions protected through it.
 pub fn unprotect(table: &Table) -> Result<bool> {
     let Some(entry) = registered(table.oid) else {
@@ -485,6 +651,7 @@ pub fn unprotect(table: &Table) -> Result<bool> {
             remove(&child, &child_entry)?;
         }
     }
+    permissions::forget(&[table.oid])?;
     Ok(true)
 }
 
@@ -502,28 +669,21 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
     if has_guard {
         ddl.push_str(&format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {name};"));
     }
-    if let Some(column) = Column::lookup(table.oid, &entry.column) {
-        if current_default(table, &column).is_some_and(|d| d.contains(DEFAULT_MARKER)) {
-            let col = column.quoted();
-            match &entry.previous_default {
-                Some(previous) => ddl.push_str(&format!(
-                    "ALTER TABLE ONLY {name} ALTER COLUMN {col} SET DEFAULT {previous};"
-                )),
-                None => ddl.push_str(&format!(
-                    "ALTER TABLE ONLY {name} ALTER COLUMN {col} DROP DEFAULT;"
-                )),
-            }
-        }
+    ddl.push_str(&restore_default(table, &entry.column, DEFAULT_MARKER, &entry.previous_default));
+    if let Some(private) = &entry.private {
+        ddl.push_str(&restore_default(
+            table,
+            &private.column,
+            USER_DEFAULT_MARKER,
+            &entry.previous_user_default,
+        ));
     }
     // Other policies on the table keep it under row level security.
     let other_policies = select_exists(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy
                          WHERE polrelid OPERATOR(pg_catalog.=) $1
                            AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[]))",
-        &[
-            table.oid.into(),
-            vec![ISOLATION_POLICY, FENCE_POLICY].into(),
-        ],
+        &[table.oid.into(), GENERATED_POLICIES.to_vec().into()],
     );
     if other_policies {
         error::notice(format!(
@@ -614,6 +774,8 @@ pub fn enable_tenant_rls(
             create_index,
             to_roles,
             via: Via::EnableTenantRls,
+            // Re-running keeps the table's user-private rows.
+            private: registered(table.oid).and_then(|entry| entry.private),
         },
     )
 }
@@ -718,6 +880,7 @@ pub fn protect_tenant_tables(
                 create_index: true,
                 to_roles: None,
                 via: Via::ProtectTenantTables,
+                private: None,
             },
         )?;
         protected.push(RegClass(oid));

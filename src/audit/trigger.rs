@@ -26,6 +26,8 @@ pub enum Op {
     Update,
     Delete,
     Truncate,
+    /// An action the gate denied (`authz::denial`).
+    Denied,
 }
 
 impl Op {
@@ -35,6 +37,7 @@ impl Op {
             Op::Update => "UPDATE",
             Op::Delete => "DELETE",
             Op::Truncate => "TRUNCATE",
+            Op::Denied => "DENIED",
         }
     }
 }
@@ -146,7 +149,7 @@ pub struct StatementMemory {
 }
 
 impl StatementMemory {
-    fn new() -> StatementMemory {
+    pub fn new() -> StatementMemory {
         let rows = memory::Owned::new(
             unsafe { pg_sys::CurrentMemoryContext },
             c"tenant_guard audit rows",
@@ -235,7 +238,7 @@ unsafe fn render_rows(
     };
     let mut rows = Vec::new();
     match statement.op {
-        Op::Truncate => rows.push(AuditRow {
+        Op::Truncate | Op::Denied => rows.push(AuditRow {
             tenant: statement.context_tenant.clone(),
             pk: None,
             old: None,
@@ -322,7 +325,7 @@ fn audit_trigger<'a>(
     let memory = StatementMemory::new();
     let rows = unsafe { render_rows(data, &table, &statement, &memory) };
     if !rows.is_empty() {
-        write::write(&table, &statement, &rows, &memory);
+        write::write(table.chained, &statement, &rows, &memory);
     }
     Ok(None)
 }

@@ -9,7 +9,6 @@
 
 use super::chain;
 use super::plans;
-use super::table::AuditedTable;
 use super::trigger::{AuditRow, Statement, StatementMemory};
 use crate::error;
 use crate::memory;
@@ -84,7 +83,7 @@ unsafe fn name(value: &str) -> pg_sys::Datum {
 
 /// Write `rows` (with their hash-chain links when the table is chained) as the extension owner.
 pub fn write(
-    table: &AuditedTable,
+    chained: bool,
     statement: &Statement,
     rows: &[AuditRow],
     memory: &StatementMemory,
@@ -93,8 +92,7 @@ pub fn write(
         if pg_sys::SPI_connect() < 0 {
             error::raise(error::internal("SPI_connect failed"));
         }
-        let links = table
-            .chained
+        let links = chained
             .then(|| chain::append(statement, rows, memory));
 
         let desc = descriptor();

@@ -116,6 +116,7 @@ struct Stored {
     /// Unix microseconds.
     expires_at: i64,
     revoked: bool,
+    scopes: Vec<String>,
 }
 
 thread_local! {
@@ -127,7 +128,7 @@ fn stored(id: &str) -> Option<Stored> {
         read::select(
             "SELECT tenant_id, role, secret_hash,
                     (EXTRACT(epoch FROM expires_at) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
-                    revoked_at IS NOT NULL
+                    revoked_at IS NOT NULL, scopes
                FROM tenant_guard.api_keys WHERE id OPERATOR(pg_catalog.=) $1",
             &[read::arg(Some(id))],
             |row| Stored {
@@ -136,6 +137,7 @@ fn stored(id: &str) -> Option<Stored> {
                 digest: row.get::<Vec<u8>>(3).unwrap_or_default(),
                 expires_at: row.get::<i64>(4).unwrap_or(0),
                 revoked: row.get::<bool>(5).unwrap_or(true),
+                scopes: row.get::<Vec<String>>(6).unwrap_or_default(),
             },
         )
         .into_iter()
@@ -207,6 +209,7 @@ fn set_from_api_key(api_key: Option<&str>, is_local: Option<bool>) -> Result<Jso
         Credential::ApiKey {
             id,
             expires_at: stored.expires_at,
+            scopes: stored.scopes,
         },
         checked_in,
     )

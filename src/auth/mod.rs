@@ -16,11 +16,11 @@
 //! are checked again once the epoch moves.
 
 pub mod api_key;
-mod cache;
+pub mod cache;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod membership;
-mod read;
+pub mod read;
 pub mod tenants;
 pub mod token;
 
@@ -44,8 +44,13 @@ pub enum Credential {
         expires_at: i64,
         retires_at: Option<i64>,
     },
-    /// A tenant API key, valid until `expires_at` (Unix microseconds).
-    ApiKey { id: String, expires_at: i64 },
+    /// A tenant API key, valid until `expires_at` (Unix microseconds), with its scopes (what
+    /// the action gate lets it do; see `authz`).
+    ApiKey {
+        id: String,
+        expires_at: i64,
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -96,13 +101,16 @@ thread_local! {
     static TABLES: RefCell<Option<Vec<pg_sys::Oid>>> = const { RefCell::new(None) };
 }
 
-/// The auth tables, in schema `tenant_guard`.
-const AUTH_TABLES: [&str; 5] = [
+/// The auth tables, in schema `tenant_guard` (with the action gate's, whose caches share the
+/// epoch).
+const AUTH_TABLES: [&str; 7] = [
     "tenants",
     "memberships",
     "token_keys",
     "revoked_tokens",
     "api_keys",
+    "actions",
+    "action_rules",
 ];
 
 /// Register the invalidation and subtransaction callbacks (from `_PG_init`).
@@ -320,10 +328,11 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
             expires_at: *expires_at,
             retires_at,
         }),
-        Credential::ApiKey { id, .. } => {
+        Credential::ApiKey { id, scopes, .. } => {
             api_key::current_expiry(id).map(|expires_at| Credential::ApiKey {
                 id: id.clone(),
                 expires_at,
+                scopes: scopes.clone(),
             })
         }
     };
@@ -343,6 +352,23 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// The API key the context in effect for `tenant` was set with (its id and scopes), if any.
+pub fn current_key(tenant: &str) -> Option<crate::authz::decision::Key> {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        match slots.in_effect().filter(|held| held.tenant == tenant) {
+            Some(Held {
+                credential: Credential::ApiKey { id, scopes, .. },
+                ..
+            }) => Some(crate::authz::decision::Key {
+                id: id.clone(),
+                scopes: scopes.clone(),
+            }),
+            _ => None,
+        }
+    })
 }
 
 /// The error for a context whose credential ended: 28000 for a token, 28P01 for an API key.

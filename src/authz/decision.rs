@@ -1,0 +1,332 @@
+//! The action gate's decision, as a pure function of the rules and the verified context.
+//!
+//! ```text
+//! allowed(action, resource) =
+//!       the action is in the catalogue
+//!   AND no deny rule of the action matches the context
+//!   AND some grant rule g of the action matches the context,
+//!       with (the context was not set with an API key
+//!             OR g names a scope                       -- so the key carries it
+//!             OR one of the key's scopes covers the action)
+//! ```
+//!
+//! A rule matches when every condition it sets holds (an unset condition matches anything):
+//! `tenant_role` is the context's role, `plan` the tenant's plan, `scope` one of the API key's
+//! scopes, `tenant_id` the context's tenant, and `resource` (a pattern) matches the resource
+//! asked about (a rule with a resource pattern never matches a question without a resource).
+//! A scope covers an action when it matches it as a pattern (`tool:*`, `*`, or the action
+//! itself). Patterns have one wildcard, `*`, for any run of characters.
+
+/// One row of `tenant_guard.action_rules`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub id: i64,
+    pub deny: bool,
+    pub tenant_role: Option<String>,
+    pub plan: Option<String>,
+    pub scope: Option<String>,
+    pub tenant_id: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// The API key a context was set with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub id: String,
+    pub scopes: Vec<String>,
+}
+
+/// Who asks: only what the verified context says.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub tenant_id: &'a str,
+    pub role: Option<&'a str>,
+    pub plan: Option<&'a str>,
+    pub key: Option<&'a Key>,
+}
+
+/// Why an action was denied (the first term of the formula that failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// The action is not in the catalogue.
+    UnknownAction,
+    /// A deny rule matched (its id).
+    DenyRule(i64),
+    /// No grant rule matched.
+    NoGrant,
+    /// Grants matched, but the API key's scopes do not cover the action.
+    KeyScope,
+}
+
+impl Denial {
+    /// The rule that denied, for messages and the audit row.
+    pub fn describe(&self, subject: &Subject<'_>) -> String {
+        match self {
+            Denial::UnknownAction => "the action is not in the catalogue".to_string(),
+            Denial::DenyRule(id) => format!("deny rule {id}"),
+            Denial::NoGrant => "no grant matches (deny by default)".to_string(),
+            Denial::KeyScope => format!(
+                "the scopes of API key {} do not cover it",
+                subject.key.map(|k| k.id.as_str()).unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// Whether `pattern` (with `*` for any run of characters) matches all of `text`.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it currently stands for.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+fn matches(rule: &Rule, subject: &Subject<'_>, resource: Option<&str>) -> bool {
+    let same = |condition: &Option<String>, value: Option<&str>| match condition {
+        None => true,
+        Some(wanted) => value == Some(wanted.as_str()),
+    };
+    same(&rule.tenant_role, subject.role)
+        && same(&rule.plan, subject.plan)
+        && same(&rule.tenant_id, Some(subject.tenant_id))
+        && match &rule.scope {
+            None => true,
+            Some(scope) => subject.key.is_some_and(|key| key.scopes.contains(scope)),
+        }
+        && match &rule.resource {
+            None => true,
+            Some(pattern) => resource.is_some_and(|resource| glob_match(pattern, resource)),
+        }
+}
+
+/// The decision for `action` (whose rules are `rules`, None when it is not in the catalogue).
+/// Ok(id of the grant that allowed it), or why not.
+pub fn decide(
+    rules: Option<&[Rule]>,
+    subject: &Subject<'_>,
+    action: &str,
+    resource: Option<&str>,
+) -> Result<i64, Denial> {
+    let Some(rules) = rules else {
+        return Err(Denial::UnknownAction);
+    };
+    let matching = || rules.iter().filter(|r| matches(r, subject, resource));
+    if let Some(deny) = matching().find(|r| r.deny) {
+        return Err(Denial::DenyRule(deny.id));
+    }
+    let key_covers = subject.key.is_none_or(|key| {
+        key.scopes
+            .iter()
+            .any(|scope| glob_match(scope, action))
+    });
+    let mut granted = false;
+    for grant in matching().filter(|r| !r.deny) {
+        if key_covers || grant.scope.is_some() {
+            return Ok(grant.id);
+        }
+        granted = true;
+    }
+    Err(if granted {
+        Denial::KeyScope
+    } else {
+        Denial::NoGrant
+    })
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn grant(id: i64) -> Rule {
+        Rule {
+            id,
+            ..Rule::default()
+        }
+    }
+
+    fn subject<'a>(role: Option<&'a str>, plan: Option<&'a str>, key: Option<&'a Key>) -> Subject<'a> {
+        Subject {
+            tenant_id: "acme",
+            role,
+            plan,
+            key,
+        }
+    }
+
+    #[test]
+    fn globs() {
+        for (pattern, text, wanted) in [
+            ("tool:*", "tool:refund", true),
+            ("tool:*", "tool:", true),
+            ("tool:*", "tools:x", false),
+            ("*", "", true),
+            ("*", "anything", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbbd", false),
+            ("a*b*c", "axbyc", true),
+            ("a*b*c", "axbyd", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("", "", true),
+            ("", "x", false),
+            ("project:42/*", "project:42/doc:7", true),
+            ("project:42/*", "project:421/doc:7", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), wanted, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_actions_are_denied() {
+        let s = subject(Some("admin"), None, None);
+        assert_eq!(decide(None, &s, "tool:x", None), Err(Denial::UnknownAction));
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let s = subject(Some("admin"), None, None);
+        assert_eq!(decide(Some(&[]), &s, "tool:x", None), Err(Denial::NoGrant));
+    }
+
+    #[test]
+    fn each_condition_is_a_term() {
+        let by_role = Rule {
+            tenant_role: Some("member".into()),
+            ..grant(1)
+        };
+        let by_plan = Rule {
+            plan: Some("pro".into()),
+            ..grant(2)
+        };
+        let by_tenant = Rule {
+            tenant_id: Some("other".into()),
+            ..grant(3)
+        };
+        let role_and_plan = Rule {
+            tenant_role: Some("admin".into()),
+            plan: Some("enterprise".into()),
+            ..grant(4)
+        };
+        let rules = [by_role, by_plan, by_tenant, role_and_plan];
+        let d = |role, plan| decide(Some(&rules), &subject(role, plan, None), "a", None);
+        assert_eq!(d(Some("member"), None), Ok(1));
+        assert_eq!(d(Some("viewer"), Some("pro")), Ok(2));
+        assert_eq!(d(Some("viewer"), Some("free")), Err(Denial::NoGrant));
+        assert_eq!(d(None, None), Err(Denial::NoGrant));
+        assert_eq!(d(Some("admin"), Some("enterprise")), Ok(4));
+        assert_eq!(d(Some("admin"), Some("free")), Err(Denial::NoGrant));
+    }
+
+    #[test]
+    fn deny_beats_grant() {
+        let rules = [
+            grant(1),
+            Rule {
+                deny: true,
+                plan: Some("free".into()),
+                ..grant(2)
+            },
+        ];
+        assert_eq!(
+            decide(Some(&rules), &subject(Some("admin"), Some("free"), None), "a", None),
+            Err(Denial::DenyRule(2))
+        );
+        assert_eq!(
+            decide(Some(&rules), &subject(Some("admin"), Some("pro"), None), "a", None),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn a_key_needs_a_scope_covering_the_action() {
+        let rules = [Rule {
+            tenant_role: Some("admin".into()),
+            ..grant(1)
+        }];
+        let none = Key {
+            id: "k1".into(),
+            scopes: vec![],
+        };
+        let other = Key {
+            id: "k2".into(),
+            scopes: vec!["export:*".into()],
+        };
+        let tools = Key {
+            id: "k3".into(),
+            scopes: vec!["tool:*".into()],
+        };
+        let exact = Key {
+            id: "k4".into(),
+            scopes: vec!["tool:refund".into()],
+        };
+        let d = |key: &Key| {
+            decide(
+                Some(&rules),
+                &subject(Some("admin"), None, Some(key)),
+                "tool:refund",
+                None,
+            )
+        };
+        assert_eq!(d(&none), Err(Denial::KeyScope));
+        assert_eq!(d(&other), Err(Denial::KeyScope));
+        assert_eq!(d(&tools), Ok(1));
+        assert_eq!(d(&exact), Ok(1));
+    }
+
+    #[test]
+    fn a_grant_by_scope_needs_the_key_to_carry_it() {
+        let rules = [Rule {
+            scope: Some("billing".into()),
+            ..grant(7)
+        }];
+        let billing = Key {
+            id: "k".into(),
+            scopes: vec!["billing".into()],
+        };
+        let other = Key {
+            id: "k".into(),
+            scopes: vec!["support".into()],
+        };
+        let d = |key| decide(Some(&rules), &subject(None, None, key), "tool:refund", None);
+        assert_eq!(d(Some(&billing)), Ok(7));
+        assert_eq!(d(Some(&other)), Err(Denial::NoGrant));
+        assert_eq!(d(None), Err(Denial::NoGrant));
+    }
+
+    #[test]
+    fn resource_patterns() {
+        let rules = [
+            Rule {
+                resource: Some("project:42/*".into()),
+                ..grant(1)
+            },
+            Rule {
+                deny: true,
+                resource: Some("project:42/secret".into()),
+                ..grant(2)
+            },
+        ];
+        let s = subject(Some("member"), None, None);
+        let d = |resource| decide(Some(&rules), &s, "doc:read", resource);
+        assert_eq!(d(Some("project:42/readme")), Ok(1));
+        assert_eq!(d(Some("project:42/secret")), Err(Denial::DenyRule(2)));
+        assert_eq!(d(Some("project:43/readme")), Err(Denial::NoGrant));
+        assert_eq!(d(None), Err(Denial::NoGrant));
+    }
+}
