@@ -276,15 +276,17 @@ mod trigger {
     #[pg_trigger]
     fn require_action_trigger<'a>(
         trigger: &'a pgrx::PgTrigger<'a>,
-    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::pg_sys::panic::ErrorReport> {
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
         let args = trigger.extra_args().unwrap_or_default();
         let [action] = args.as_slice() else {
-            return Err(error::malformed(
+            error::raise(error::malformed(
                 "tenant_guard: require_action_trigger takes one argument, the action",
                 "CREATE TRIGGER ... EXECUTE FUNCTION tenant_guard.require_action_trigger('tool:refund')",
             ));
         };
-        super::require_action(Some(action), None)?;
+        if let Err(report) = super::require_action(Some(action), None) {
+            error::raise(report);
+        }
         Ok(trigger.new().or_else(|| trigger.old()))
     }
 }
