@@ -239,7 +239,11 @@ unsafe fn follow_renamed_column(change: &Change) -> Result<()> {
             "UPDATE tenant_guard.protected_tables SET tenant_column = $3::pg_catalog.name
               WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])
                 AND tenant_column OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-            &[tables.clone().into(), old.as_str().into(), new.as_str().into()],
+            &[
+                tables.clone().into(),
+                old.as_str().into(),
+                new.as_str().into(),
+            ],
         )?;
         Spi::run_with_args(
             "UPDATE tenant_guard.protected_tables SET user_column = $3::pg_catalog.name

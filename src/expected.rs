@@ -372,9 +372,10 @@ pub fn of(table: &Table) -> Expected {
                 using: Some(printed.clone()),
                 check: Some(printed),
             });
-            expected
-                .defaults
-                .push((private.column.clone(), printed_user_default(table, user_kind)));
+            expected.defaults.push((
+                private.column.clone(),
+                printed_user_default(table, user_kind),
+            ));
         }
         expected.protection = Some((entry, kind));
     }

@@ -8,9 +8,9 @@
 //! statement: an error anywhere leaves nothing half-applied. What the generated objects look
 //! like is defined once, in `expected.rs`; `apply` checks its result against it.
 
+use crate::authz::permissions;
 use crate::catalog::{self, select_column, select_exists, select_row, Column, Registry, Table};
 use crate::error::{self, Result};
-use crate::authz::permissions;
 use crate::expected::{self, GENERATED_POLICIES, TRUNCATE_TRIGGER, USER_DEFAULT_MARKER};
 use crate::guard::OwnDdl;
 use crate::gucs;
@@ -318,10 +318,7 @@ fn refuse_policies_and_rules(table: &Table) -> Result<()> {
            FROM pg_catalog.pg_rewrite
           WHERE ev_class OPERATOR(pg_catalog.=) $1 AND rulename OPERATOR(pg_catalog.<>) '_RETURN'
           ORDER BY 1",
-        &[
-            table.oid.into(),
-            GENERATED_POLICIES.to_vec().into(),
-        ],
+        &[table.oid.into(), GENERATED_POLICIES.to_vec().into()],
     );
     if foreign.is_empty() {
         return Ok(());
@@ -395,10 +392,7 @@ fn drop_generated_policies(table: &Table) -> String {
         "SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy
           WHERE polrelid OPERATOR(pg_catalog.=) $1
             AND polname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
-        &[
-            table.oid.into(),
-            GENERATED_POLICIES.to_vec().into(),
-        ],
+        &[table.oid.into(), GENERATED_POLICIES.to_vec().into()],
     )
     .iter()
     .map(|policy| {
@@ -443,7 +437,7 @@ pub fn ensure_index(table: &Table, columns: &[&str]) -> Result<()> {
     if exists {
         return Ok(());
     }
-    let list: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
+    let list: Vec<String> = columns.iter().map(quote_identifier).collect();
     Spi::run(&format!(
         "CREATE INDEX ON {} ({})",
         table.qualified(),
@@ -468,7 +462,9 @@ fn restore_default(table: &Table, column: &str, marker: &str, previous: &Option<
     }
     let (name, col) = (table.qualified(), column.quoted());
     match previous {
-        Some(previous) => format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} SET DEFAULT {previous};"),
+        Some(previous) => {
+            format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} SET DEFAULT {previous};")
+        }
         None => format!("ALTER TABLE ONLY {name} ALTER COLUMN {col} DROP DEFAULT;"),
     }
 }
@@ -505,15 +501,16 @@ fn apply(
         })?),
         None => None,
     };
-    let previous_user_default = user_column.as_ref().and_then(|user| {
-        match current_default(table, user) {
-            Some(expr) if expr.contains(USER_DEFAULT_MARKER) => before
-                .as_ref()
-                .filter(|b| b.private.as_ref().is_some_and(|p| p.column == user.name))
-                .and_then(|b| b.previous_user_default.clone()),
-            other => other,
-        }
-    });
+    let previous_user_default =
+        user_column
+            .as_ref()
+            .and_then(|user| match current_default(table, user) {
+                Some(expr) if expr.contains(USER_DEFAULT_MARKER) => before
+                    .as_ref()
+                    .filter(|b| b.private.as_ref().is_some_and(|p| p.column == user.name))
+                    .and_then(|b| b.previous_user_default.clone()),
+                other => other,
+            });
     // Record first: the DDL below fires the event trigger, which skips registered tables.
     let protected_by = catalog::current_role_name();
     privilege::as_extension_owner(|| {
@@ -545,7 +542,11 @@ fn apply(
                 previous_default.into(),
                 protected_by.as_str().into(),
                 protection.private.as_ref().map(|p| p.column.clone()).into(),
-                protection.private.as_ref().map(|p| p.all_rows.clone()).into(),
+                protection
+                    .private
+                    .as_ref()
+                    .map(|p| p.all_rows.clone())
+                    .into(),
                 previous_user_default.into(),
             ],
         )?;
@@ -570,8 +571,15 @@ fn apply(
     // A user column that is no longer one gets its default back.
     if let Some(was) = before.as_ref().and_then(|b| b.private.as_ref()) {
         if protection.private.as_ref().map(|p| &p.column) != Some(&was.column) {
-            let previous = before.as_ref().and_then(|b| b.previous_user_default.clone());
-            ddl.push_str(&restore_default(table, &was.column, USER_DEFAULT_MARKER, &previous));
+            let previous = before
+                .as_ref()
+                .and_then(|b| b.previous_user_default.clone());
+            ddl.push_str(&restore_default(
+                table,
+                &was.column,
+                USER_DEFAULT_MARKER,
+                &previous,
+            ));
         }
     }
     let permissions = permissions::roles_by_command(top_of(table, parent));
@@ -585,7 +593,12 @@ fn apply(
             .private
             .as_ref()
             .zip(user_column.as_ref())
-            .map(|(p, c)| (p, TenantType::from_oid(c.type_oid).unwrap_or(TenantType::Text))),
+            .map(|(p, c)| {
+                (
+                    p,
+                    TenantType::from_oid(c.type_oid).unwrap_or(TenantType::Text),
+                )
+            }),
     };
     ddl.push_str(&generated.ddl());
     if protection.create_index && !has_tenant_index(table, column) {
@@ -669,7 +682,12 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
     if has_guard {
         ddl.push_str(&format!("DROP TRIGGER {TRUNCATE_TRIGGER} ON {name};"));
     }
-    ddl.push_str(&restore_default(table, &entry.column, DEFAULT_MARKER, &entry.previous_default));
+    ddl.push_str(&restore_default(
+        table,
+        &entry.column,
+        DEFAULT_MARKER,
+        &entry.previous_default,
+    ));
     if let Some(private) = &entry.private {
         ddl.push_str(&restore_default(
             table,

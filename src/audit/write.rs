@@ -82,18 +82,12 @@ unsafe fn name(value: &str) -> pg_sys::Datum {
 }
 
 /// Write `rows` (with their hash-chain links when the table is chained) as the extension owner.
-pub fn write(
-    chained: bool,
-    statement: &Statement,
-    rows: &[AuditRow],
-    memory: &StatementMemory,
-) {
+pub fn write(chained: bool, statement: &Statement, rows: &[AuditRow], memory: &StatementMemory) {
     privilege::as_extension_owner(|| unsafe {
         if pg_sys::SPI_connect() < 0 {
             error::raise(error::internal("SPI_connect failed"));
         }
-        let links = chained
-            .then(|| chain::append(statement, rows, memory));
+        let links = chained.then(|| chain::append(statement, rows, memory));
 
         let desc = descriptor();
         let in_rows = memory::InContext::switch(memory.rows.0);

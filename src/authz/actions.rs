@@ -88,7 +88,10 @@ fn plan_of(tenant_id: &str) -> Option<String> {
 fn validate_action(action: Option<&str>) -> Result<&str> {
     let hint = "An action is 1 to 128 bytes of letters, digits and _ . : / - (e.g. 'tool:refund').";
     let Some(action) = action else {
-        return Err(error::malformed("tenant_guard: action must not be NULL", hint));
+        return Err(error::malformed(
+            "tenant_guard: action must not be NULL",
+            hint,
+        ));
     };
     let valid = !action.is_empty()
         && action.len() <= MAX_ACTION_BYTES
@@ -96,7 +99,10 @@ fn validate_action(action: Option<&str>) -> Result<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b));
     if !valid {
-        return Err(error::malformed("tenant_guard: malformed action name", hint));
+        return Err(error::malformed(
+            "tenant_guard: malformed action name",
+            hint,
+        ));
     }
     Ok(action)
 }
@@ -156,7 +162,12 @@ impl Question {
         })
     }
 
-    fn decide(&self, rules: &Rules, action: &str, resource: Option<&str>) -> Option<std::result::Result<i64, Denial>> {
+    fn decide(
+        &self,
+        rules: &Rules,
+        action: &str,
+        resource: Option<&str>,
+    ) -> Option<std::result::Result<i64, Denial>> {
         let subject = self.subject()?;
         Some(decision::decide(
             rules.get(action).map(Vec::as_slice),
@@ -174,7 +185,10 @@ pub fn authorize(action: Option<&str>, resource: default!(Option<&str>, "NULL"))
     let action = validate_action(action)?;
     let resource = validate_resource(resource)?;
     let question = Question::ask()?;
-    Ok(matches!(question.decide(&rules(), action, resource), Some(Ok(_))))
+    Ok(matches!(
+        question.decide(&rules(), action, resource),
+        Some(Ok(_))
+    ))
 }
 
 /// `authorize`, or 42501 naming the action, the role, the tenant and the rule that denied; a
@@ -369,7 +383,11 @@ impl<'a> Conditions<'a> {
         tenant_id: Option<&'a str>,
         resource: Option<&'a str>,
     ) -> Result<Conditions<'a>> {
-        for (argument, value) in [("tenant_role", tenant_role), ("plan", plan), ("scope", scope)] {
+        for (argument, value) in [
+            ("tenant_role", tenant_role),
+            ("plan", plan),
+            ("scope", scope),
+        ] {
             if let Some(value) = value {
                 context::validate_value(argument, value)?;
             }
@@ -402,7 +420,12 @@ const SAME_CONDITIONS: &str = "tenant_role IS NOT DISTINCT FROM $3 AND plan IS N
      AND resource IS NOT DISTINCT FROM $7";
 
 /// Add a grant or deny rule (idempotent); its id.
-fn add_rule(function: &str, effect: &str, action: Option<&str>, conditions: Conditions<'_>) -> Result<i64> {
+fn add_rule(
+    function: &str,
+    effect: &str,
+    action: Option<&str>,
+    conditions: Conditions<'_>,
+) -> Result<i64> {
     auth::require_admin(function)?;
     let action = validate_action(action)?;
     require_catalogued(action)?;
@@ -498,7 +521,15 @@ pub fn revoke_action(
                    RETURNING 1)
                  SELECT pg_catalog.count(*) FROM removed"
             ),
-            &[action.into(), "grant".into(), role, plan, scope, tenant, resource],
+            &[
+                action.into(),
+                "grant".into(),
+                role,
+                plan,
+                scope,
+                tenant,
+                resource,
+            ],
         )
     })
     .map_err(error::internal)?

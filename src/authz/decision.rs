@@ -130,11 +130,9 @@ pub fn decide(
     if let Some(deny) = matching().find(|r| r.deny) {
         return Err(Denial::DenyRule(deny.id));
     }
-    let key_covers = subject.key.is_none_or(|key| {
-        key.scopes
-            .iter()
-            .any(|scope| glob_match(scope, action))
-    });
+    let key_covers = subject
+        .key
+        .is_none_or(|key| key.scopes.iter().any(|scope| glob_match(scope, action)));
     let mut granted = false;
     for grant in matching().filter(|r| !r.deny) {
         if key_covers || grant.scope.is_some() {
@@ -160,7 +158,11 @@ mod unit_tests {
         }
     }
 
-    fn subject<'a>(role: Option<&'a str>, plan: Option<&'a str>, key: Option<&'a Key>) -> Subject<'a> {
+    fn subject<'a>(
+        role: Option<&'a str>,
+        plan: Option<&'a str>,
+        key: Option<&'a Key>,
+    ) -> Subject<'a> {
         Subject {
             tenant_id: "acme",
             role,
@@ -244,11 +246,21 @@ mod unit_tests {
             },
         ];
         assert_eq!(
-            decide(Some(&rules), &subject(Some("admin"), Some("free"), None), "a", None),
+            decide(
+                Some(&rules),
+                &subject(Some("admin"), Some("free"), None),
+                "a",
+                None
+            ),
             Err(Denial::DenyRule(2))
         );
         assert_eq!(
-            decide(Some(&rules), &subject(Some("admin"), Some("pro"), None), "a", None),
+            decide(
+                Some(&rules),
+                &subject(Some("admin"), Some("pro"), None),
+                "a",
+                None
+            ),
             Ok(1)
         );
     }

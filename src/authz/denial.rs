@@ -20,7 +20,10 @@ use crate::catalog;
 use crate::context;
 use crate::error;
 use crate::jsonb::ObjectBuilder;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, BackgroundWorkerStatus, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
+    DynamicBackgroundWorker, SignalWakeFlags,
+};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -157,7 +160,9 @@ pub extern "C-unwind" fn tenant_guard_denial_writer(argument: pg_sys::Datum) {
         .filter_map(|n| n.parse().ok())
         .collect();
     let [database, owner] = extra.as_slice() else {
-        error::raise(error::internal("the denial writer was started without its database"));
+        error::raise(error::internal(
+            "the denial writer was started without its database",
+        ));
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(
         Some(pg_sys::Oid::from(*database)),
@@ -207,7 +212,10 @@ fn write_row(denial: &Value) {
     };
     let memory = StatementMemory::new();
     let (action, resource, reason) = (text("action"), text("resource"), text("reason"));
-    let rule = denial.get("rule").and_then(Value::as_i64).map(|id| id.to_string());
+    let rule = denial
+        .get("rule")
+        .and_then(Value::as_i64)
+        .map(|id| id.to_string());
     let row = memory.scratch(|keep| {
         let _in = crate::memory::InContext::switch(keep);
         AuditRow {

@@ -55,9 +55,9 @@ pub fn array_text(items: &[String]) -> String {
         .map(|item| {
             let plain = !item.is_empty()
                 && !item.eq_ignore_ascii_case("NULL")
-                && !item.chars().any(|c| {
-                    matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace()
-                });
+                && !item
+                    .chars()
+                    .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
             if plain {
                 item.clone()
             } else {
@@ -78,7 +78,9 @@ mod unit_tests {
         let s = |v: &[&str]| array_text(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
         assert_eq!(s(&[]), "{}");
         assert_eq!(s(&["admin", "member"]), "{admin,member}");
-        assert_eq!(s(&["a b", "c,d", "NULL", "x\"y", "back\\slash", "{"]),
-                   r#"{"a b","c,d","NULL","x\"y","back\\slash","{"}"#);
+        assert_eq!(
+            s(&["a b", "c,d", "NULL", "x\"y", "back\\slash", "{"]),
+            r#"{"a b","c,d","NULL","x\"y","back\\slash","{"}"#
+        );
     }
 }

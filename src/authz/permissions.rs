@@ -68,7 +68,10 @@ pub fn roles_by_command(top: pg_sys::Oid) -> Option<Vec<(&'static str, Vec<Strin
 fn command_list(commands: Option<Vec<Option<String>>>) -> Result<Vec<String>> {
     let hint = "Pass some of SELECT, INSERT, UPDATE, DELETE (or ALL), e.g. ARRAY['SELECT'].";
     let Some(commands) = commands else {
-        return Err(error::malformed("tenant_guard: commands must not be NULL", hint));
+        return Err(error::malformed(
+            "tenant_guard: commands must not be NULL",
+            hint,
+        ));
     };
     if commands.is_empty() {
         return Err(error::malformed(
@@ -80,7 +83,10 @@ fn command_list(commands: Option<Vec<Option<String>>>) -> Result<Vec<String>> {
     let mut wanted = Vec::new();
     for command in commands {
         let Some(command) = command else {
-            return Err(error::malformed("tenant_guard: commands must not contain NULL", hint));
+            return Err(error::malformed(
+                "tenant_guard: commands must not contain NULL",
+                hint,
+            ));
         };
         let upper = command.to_ascii_uppercase();
         if upper == "ALL" {
