@@ -77,6 +77,10 @@ PAIRS = [
     ("15. context per transaction: membership required", "context_trusted", "bench_tx", "context_trusted",
      "bench_member", 1.10, "set_tenant_context() without vs with tenant_guard.require_membership, + point lookup",
      None),
+    ("16. point lookup: per-role table permissions", "point_clerk", "bench_clerk", "point_permitted",
+     "bench_clerk", 1.05, "the same lookup as a clerk on a table without vs with set_table_permissions()", None),
+    ("17. context per transaction + tool gate", "context_trusted", "bench_tx", "context_gate", "bench_tx", None,
+     "set_tenant_context() + point lookup vs the same with require_action() in between (50 actions)", None),
 ]
 
 # The per-call cost of each entry point, in microseconds: CALLS calls in one statement, in a
@@ -184,22 +188,33 @@ def auth_setup(cluster, tenant):
 
 
 def per_call_costs(cluster, tenant):
-    """Microseconds per call of each entry point: uncached (a fresh backend) and cached."""
+    """Microseconds per call of each entry point and gate question: uncached (a fresh backend)
+    and cached (the same calls again in that backend)."""
+    context = f"SELECT tenant_guard.set_tenant_context('{tenant}', 'bench-user', 'clerk')"
     calls = {
-        "set_tenant_context": f"SELECT count(tenant_guard.set_tenant_context('{tenant}', 'bench-user')) "
-                              f"FROM generate_series(1, {CALLS})",
-        "HS256 token": "SELECT count(tenant_guard.set_tenant_context_token(credential)) "
-                       "FROM bench.credentials WHERE kind = 'hs256'",
-        "EdDSA token": "SELECT count(tenant_guard.set_tenant_context_token(credential)) "
-                       "FROM bench.credentials WHERE kind = 'eddsa'",
-        "API key": "SELECT count(tenant_guard.set_tenant_context_api_key(credential)) "
-                   "FROM bench.credentials WHERE kind = 'api_key'",
+        "set_tenant_context": (None, f"SELECT count(tenant_guard.set_tenant_context('{tenant}', 'bench-user')) "
+                                     f"FROM generate_series(1, {CALLS})"),
+        "HS256 token": (None, "SELECT count(tenant_guard.set_tenant_context_token(credential)) "
+                              "FROM bench.credentials WHERE kind = 'hs256'"),
+        "EdDSA token": (None, "SELECT count(tenant_guard.set_tenant_context_token(credential)) "
+                              "FROM bench.credentials WHERE kind = 'eddsa'"),
+        "API key": (None, "SELECT count(tenant_guard.set_tenant_context_api_key(credential)) "
+                          "FROM bench.credentials WHERE kind = 'api_key'"),
+        "require_action (allowed)": (context, "SELECT count(tenant_guard.require_action('bench.tool_' || (n % 50 + 1))) "
+                                              f"FROM generate_series(1, {CALLS}) n"),
+        "authorize (denied)": (context, "SELECT count(*) FILTER (WHERE tenant_guard.authorize('tool:nope')) "
+                                        f"FROM generate_series(1, {CALLS}) n"),
+        "allowed_actions, per action listed (of 50)": (context, "SELECT count(a) FROM generate_series(1, "
+                                                  f"{CALLS // 50}) n, tenant_guard.allowed_actions() a"),
+        "generate_series alone (overhead)": (context, f"SELECT count(n) FROM generate_series(1, {CALLS}) n"),
     }
     costs = {}
-    for name, sql in calls.items():
-        out = cluster.psql("-U", "bench_tx", "-c", "\\timing on", "-c", "BEGIN", "-c", sql, "-c", sql,
+    for name, (prelude, sql) in calls.items():
+        statements = ["-c", "BEGIN"] + (["-c", prelude] if prelude else []) + ["-c", sql, "-c", sql]
+        out = cluster.psql("-U", "bench_tx", "-c", "\\timing on", *statements,
                            "-c", "COMMIT", capture_output=True).stdout
-        first, second = (float(t) * 1000 / CALLS for t in re.findall(r"Time: ([0-9.]+) ms", out)[1:3])
+        times = re.findall(r"Time: ([0-9.]+) ms", out)
+        first, second = (float(t) * 1000 / CALLS for t in times[-3:-1])
         costs[name] = {"uncached_us": first, "cached_us": second}
     return costs
 
@@ -298,7 +313,8 @@ def markdown(report):
     lines += [
         "",
         f"Per call, microseconds ({CALLS:,} calls in one statement; uncached: a fresh backend, "
-        "every credential distinct; cached: the same calls again in that backend):",
+        "every credential distinct; cached: the same calls again in that backend; the gate's "
+        "questions with a context set first):",
         "",
         "| entry point | uncached us | cached us |",
         "|---|---:|---:|",

@@ -159,3 +159,25 @@ GRANT USAGE ON SCHEMA bench TO bench_member;
 GRANT SELECT ON bench.orders TO bench_member;
 SELECT tenant_guard.add_tenant(t::text) FROM generate_series(1, :tenants) t;
 SELECT tenant_guard.add_member(:'tenant', 'bench-user', 'clerk');
+
+-- Rows 16-17: authorization. bench.orders_permitted is bench.orders with per-role permissions
+-- (clerk may SELECT, admin everything); bench_clerk acts for the session tenant as a clerk (role
+-- defaults set by the superuser, like bench_app). The action catalogue holds 50 actions with a
+-- grant by role and a deny by plan each, so a decision looks through a realistic rule set.
+CREATE ROLE bench_clerk LOGIN NOSUPERUSER NOBYPASSRLS;
+ALTER ROLE bench_clerk SET tenant_guard.tenant_id = :'tenant';
+ALTER ROLE bench_clerk SET tenant_guard.tenant_role = 'clerk';
+GRANT USAGE ON SCHEMA bench TO bench_clerk;
+SET tenant_guard.auto_protect = off;
+CREATE TABLE bench.orders_permitted AS SELECT * FROM bench.orders;
+ALTER TABLE bench.orders_permitted OWNER TO bench_owner, ADD PRIMARY KEY (id);
+RESET tenant_guard.auto_protect;
+GRANT SELECT ON bench.orders_permitted TO bench_clerk;
+GRANT SELECT ON bench.orders TO bench_clerk;
+SELECT tenant_guard.enable_tenant_rls('bench.orders_permitted');
+SELECT tenant_guard.set_table_permissions('bench.orders_permitted', 'clerk', ARRAY['SELECT']);
+SELECT tenant_guard.set_table_permissions('bench.orders_permitted', 'admin', ARRAY['ALL']);
+SELECT tenant_guard.add_action('bench.tool_' || n) FROM generate_series(1, 50) n;
+SELECT tenant_guard.grant_action('bench.tool_' || n, tenant_role => 'clerk') FROM generate_series(1, 50) n;
+SELECT tenant_guard.deny_action('bench.tool_' || n, plan => 'suspended-plan') FROM generate_series(1, 50) n;
+VACUUM ANALYZE bench.orders_permitted;
