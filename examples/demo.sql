@@ -137,4 +137,58 @@ SELECT tenant_guard.set_tenant_context_api_key(:'api_key') - 'user_id' AS contex
 SELECT tenant_id, item FROM shop.orders ORDER BY id;
 COMMIT;
 
+\echo '== 14. Gating agent tools: a catalogue of actions, deny by default. The tool list is filtered'
+\echo '   before the model sees it (allowed_actions), and the tool''s SQL is guarded where the data'
+\echo '   is (require_action). Inputs come only from the verified context: here, an API key whose'
+\echo '   scopes cover email but not refunds.'
+\c - postgres
+SELECT tenant_guard.add_tenant('globex', 'pro');
+SELECT tenant_guard.add_action('tool:send_email', 'Email a customer');
+SELECT tenant_guard.add_action('tool:refund', 'Refund an order');
+SELECT tenant_guard.grant_action('tool:send_email', tenant_role => 'agent') AS rule;
+SELECT tenant_guard.grant_action('tool:refund', tenant_role => 'agent', plan => 'pro') AS rule;
+SELECT tenant_guard.issue_api_key('globex', 'agent', '90 days', 'support bot', '{tool:send_email}') AS support_key \gset
+-- The table owner (the migration role) manages permissions and private rows of its tables.
+GRANT EXECUTE ON FUNCTION tenant_guard.set_table_permissions(regclass, text, text[]),
+                          tenant_guard.enable_user_private_rows(regclass, name, text[]) TO demo_owner;
+\c - demo_agent
+BEGIN;
+SELECT tenant_guard.set_tenant_context_api_key(:'support_key') ->> 'role' AS role;
+SELECT array_agg(a) AS tools_the_model_sees FROM tenant_guard.allowed_actions() a;
+SELECT tenant_guard.require_action('tool:send_email');
+SELECT tenant_guard.require_action('tool:refund');
+ROLLBACK;
+
+\echo '== 15. Per-role table permissions: a clerk may read orders, not change them (42501 naming'
+\echo '   role, table and command); roles not listed get nothing.'
+\c - demo_owner
+SELECT tenant_guard.set_table_permissions('shop.orders', 'clerk', '{SELECT}');
+SELECT tenant_guard.set_table_permissions('shop.orders', 'admin', '{ALL}');
+\c - demo_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme', 'alice', 'clerk') ->> 'role' AS role;
+SELECT count(*) AS orders_alice_reads FROM shop.orders;
+UPDATE shop.orders SET amount = 0;
+ROLLBACK;
+
+\echo '== 16. User-private rows: one user''s conversation is not another''s, inside one tenant; the'
+\echo '   tenant''s admin sees all of them.'
+\c - demo_owner
+CREATE TABLE shop.conversations (id bigserial PRIMARY KEY, tenant_id text NOT NULL,
+                                 owner_id text NOT NULL, message text);
+SELECT tenant_guard.enable_user_private_rows('shop.conversations', 'owner_id', all_rows_roles => '{admin}');
+\c - demo_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme', 'alice', 'clerk') ->> 'user_id' AS user_id;
+INSERT INTO shop.conversations (message) VALUES ('case-123: the customer wants a refund');
+COMMIT;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme', 'bob', 'clerk') ->> 'user_id' AS user_id;
+SELECT count(*) AS alice_messages_bob_sees FROM shop.conversations;
+COMMIT;
+BEGIN;
+SELECT tenant_guard.set_tenant_context('acme', role => 'admin') ->> 'role' AS role;
+SELECT owner_id, message FROM shop.conversations;
+COMMIT;
+
 \echo '== Done. Read README.md for the security model and the function reference.'

@@ -33,6 +33,16 @@
 //!    entry point, and from `required_tenant_id` when they changed), and writing them from the
 //!    administration functions after `auth::require_admin`. Parameters of built-in types, fully
 //!    qualified SQL; the tables are the extension owner's and readable by nobody else.
+//! 6. **The authorization registry** (`authz/`): writes of `tenant_guard.table_permissions`
+//!    (after the table's ownership is checked), `actions` and `action_rules` (after
+//!    `auth::require_admin`), and reads of the rules and plans; built-in types, fully
+//!    qualified SQL.
+//!
+//! One more identity is not a switch: the **denial writer** (`authz/denial.rs`) is a background
+//! worker that connects as the extension owner and writes one audit row through (3) and (4),
+//! built in Rust from the values `require_action` handed over (strings and numbers in a shared
+//! memory segment). It runs no SQL but tenant_guard's own fully qualified statements, and only
+//! this library's C code can start it.
 //!
 //! Every SQL text that runs as the owner is fully schema-qualified down to its operators
 //! (`OPERATOR(pg_catalog.=)`) and casts, so it means the same under any search_path; catalog
