@@ -145,8 +145,8 @@ COMMIT;
 SELECT tenant_guard.add_tenant('globex', 'pro');
 SELECT tenant_guard.add_action('tool:send_email', 'Email a customer');
 SELECT tenant_guard.add_action('tool:refund', 'Refund an order');
-SELECT tenant_guard.grant_action('tool:send_email', tenant_role => 'agent') AS rule;
-SELECT tenant_guard.grant_action('tool:refund', tenant_role => 'agent', plan => 'pro') AS rule;
+SELECT tenant_guard.grant_action('tool:send_email', tenant_role => 'agent') AS rule_id \gset
+SELECT tenant_guard.grant_action('tool:refund', tenant_role => 'agent', plan => 'pro') AS rule_id \gset
 SELECT tenant_guard.issue_api_key('globex', 'agent', '90 days', 'support bot', '{tool:send_email}') AS support_key \gset
 -- The table owner (the migration role) manages permissions and private rows of its tables.
 GRANT EXECUTE ON FUNCTION tenant_guard.set_table_permissions(regclass, text, text[]),

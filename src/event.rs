@@ -262,7 +262,14 @@ fn reconcile_parents() -> Result<()> {
     for registry in [Registry::Protection, Registry::Audit] {
         for relid in registry.orphans() {
             let root = registry.root_of(relid).map(|t| t.oid);
+            let was = policy::registered(relid).and_then(|entry| entry.parent);
             registry.set_parent(relid, root)?;
+            // On its own now, it keeps the permissions it had through its old parent (its
+            // policies carry them); under another root, that root's (the same: see
+            // `policy::require_same_protection`).
+            if let (Registry::Protection, None, Some(was)) = (registry, root, was) {
+                crate::authz::permissions::copy(was, relid)?;
+            }
         }
     }
     Ok(())

@@ -143,6 +143,71 @@ fn printed_permission(table: &Table, command: &str, roles: &[String]) -> String 
     )
 }
 
+/// Whether `policy` on `table` has the shape of a generated permission policy, for any roles:
+/// RESTRICTIVE, TO PUBLIC, the command its name says, and `permitted(<this table>, <command>,
+/// <roles>)`. A restrictive policy can only narrow access, so the guard lets a restore create
+/// one before the permissions' registry rows arrive (`pg_restore -j` may order them so).
+pub fn is_permission_shaped(table: &Table, policy: &Policy) -> bool {
+    let Some((command, _)) = PERMIT_POLICIES
+        .iter()
+        .find(|(_, name)| *name == policy.name)
+    else {
+        return false;
+    };
+    let text = match *command {
+        "INSERT" => policy.check.as_deref(),
+        _ => policy.using.as_deref(),
+    };
+    let Some(text) = text else {
+        return false;
+    };
+    let prefix = format!(
+        "( SELECT tenant_guard.permitted({}, {}::text, ",
+        printed_regclass(table),
+        printed_literal(command)
+    );
+    let Some(literal) = text
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix("::text[]) AS permitted)"))
+        .and_then(|rest| rest.strip_prefix('\''))
+        .and_then(|rest| rest.strip_suffix('\''))
+    else {
+        return false;
+    };
+    if literal.replace("''", "").contains('\'') {
+        return false;
+    }
+    let mut unquoted = literal.replace("''", "'");
+    if !unsafe { pg_sys::standard_conforming_strings } {
+        unquoted = unquoted.replace("\\\\", "\\");
+    }
+    let roles = crate::catalog::select_value::<Vec<String>>(
+        "SELECT $1::pg_catalog.text[]",
+        &[unquoted.as_str().into()],
+    )
+    .unwrap_or_default();
+    let expected = printed_permission(table, command, &roles);
+    *policy
+        == Policy {
+            name: policy.name.clone(),
+            permissive: false,
+            roles: vec![pg_sys::InvalidOid],
+            command: permission_command(command).to_string(),
+            using: (*command != "INSERT").then(|| expected.clone()),
+            check: matches!(*command, "INSERT" | "UPDATE").then_some(expected),
+        }
+}
+
+/// `pg_policy.polcmd` of a command.
+fn permission_command(command: &str) -> &'static str {
+    match command {
+        "SELECT" => "r",
+        "INSERT" => "a",
+        "UPDATE" => "w",
+        _ => "d",
+    }
+}
+
 /// The user column's default (`authz::private_rows`): the context's user, always required.
 pub fn user_default_sql(table: &Table, kind: TenantType) -> String {
     format!(
@@ -348,13 +413,7 @@ pub fn of(table: &Table) -> Expected {
                 name: name.to_string(),
                 permissive: false,
                 roles: vec![pg_sys::InvalidOid],
-                command: match command {
-                    "SELECT" => "r",
-                    "INSERT" => "a",
-                    "UPDATE" => "w",
-                    _ => "d",
-                }
-                .to_string(),
+                command: permission_command(command).to_string(),
                 using: (command != "INSERT").then(|| printed.clone()),
                 check: matches!(command, "INSERT" | "UPDATE").then_some(printed),
             });

@@ -237,6 +237,16 @@ pub fn tenant_column(table: &Table, name: &str) -> Result<Column> {
 /// Idempotent: re-running replaces the generated objects with identical ones.
 pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
     check_protectable(table)?;
+    if protection
+        .private
+        .as_ref()
+        .is_some_and(|p| p.column == protection.column)
+    {
+        return Err(error::malformed(
+            "tenant_guard: the tenant column cannot be the user column of private rows",
+            "Pass the table's tenant column; the user column holds each row's user.",
+        ));
+    }
     let column = tenant_column(table, &protection.column)?;
     refuse_policies_and_rules(table)?;
     apply(table, &column, protection, None)?;
@@ -255,6 +265,10 @@ pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool)
         }
         let child = Table::require(oid)?;
         check_protectable(&child)?;
+        // A table protected on its own keeps its protection only if the parent's is the same.
+        if registered(oid).is_some_and(|entry| entry.parent != Some(parent.oid)) {
+            require_same_protection(&child, parent.oid)?;
+        }
         let column = tenant_column(&child, &protection.column)?;
         refuse_policies_and_rules(&child)?;
         let child_protection = Protection {
@@ -277,31 +291,50 @@ pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool)
 /// inherits from (a parent's scan applies only the parent's policies). So every table a
 /// protected table inherits from must be protected the same way (same tenant column and type).
 pub fn check_parents(table: &Table) -> Result<()> {
-    let Some(entry) = registered(table.oid) else {
+    if registered(table.oid).is_none() {
         return Ok(());
-    };
+    }
     for parent in table.parents() {
-        let same = registered(parent)
-            .is_some_and(|p| p.column == entry.column && p.type_oid == entry.type_oid);
-        if !same {
-            let parent = Table::lookup(parent)
-                .map(|t| t.qualified())
-                .unwrap_or_else(|| format!("OID {}", parent.to_u32()));
-            return Err(error::forbidden(
-                format!(
-                    "tenant_guard: protected table {} cannot inherit from {parent}, which is not protected the same way",
-                    table.qualified()
-                ),
-                format!(
-                    "A scan of {parent} would return the rows of {} of every tenant. Protect \
-                     {parent} with the same tenant column first (tenant_guard.enable_tenant_rls), \
-                     or do not make it a parent.",
-                    table.qualified()
-                ),
-            ));
-        }
+        require_same_protection(table, parent)?;
     }
     Ok(())
+}
+
+/// Everything a registered table's protection decides: tenant column and type, user-private
+/// rows, and the per-role permissions of the table it belongs to.
+fn protection_key(relid: pg_sys::Oid) -> Option<impl PartialEq> {
+    let entry = registered(relid)?;
+    let permissions = permissions::roles_by_command(entry.parent.unwrap_or(relid));
+    Some((entry.column, entry.type_oid, entry.private, permissions))
+}
+
+/// 42501 unless `parent` is protected exactly as `table` is: a scan of a parent applies only the
+/// parent's policies, so a parent protected differently (not at all, another tenant column, no
+/// private rows, other permissions) reads around the child's; and adopting a protected table as
+/// a partition or child must not replace its protection with a weaker one.
+pub fn require_same_protection(table: &Table, parent: pg_sys::Oid) -> Result<()> {
+    let same = match (protection_key(table.oid), protection_key(parent)) {
+        (Some(child), Some(parent)) => child == parent,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    let parent = Table::lookup(parent)
+        .map(|t| t.qualified())
+        .unwrap_or_else(|| format!("OID {}", parent.to_u32()));
+    Err(error::forbidden(
+        format!(
+            "tenant_guard: protected table {} cannot inherit from {parent}, which is not protected the same way",
+            table.qualified()
+        ),
+        format!(
+            "A scan of {parent} would read the rows of {} past their protection. Protect {parent} \
+             the same way first (tenant column, user-private rows, table permissions), or do not \
+             make it a parent.",
+            table.qualified()
+        ),
+    ))
 }
 
 /// A protected table carries tenant_guard's policies only (any other policy could widen what the
@@ -469,8 +502,28 @@ fn restore_default(table: &Table, column: &str, marker: &str, previous: &Option<
     }
 }
 
-/// Apply the generated objects to one table and record it.
+/// Apply the generated objects to one table and record it. Column defaults are kept and
+/// replayed as text (`pg_get_expr`), so both happen with `standard_conforming_strings = on`:
+/// under a caller's `off`, a backslash in a stored default would end its literal early.
 fn apply(
+    table: &Table,
+    column: &Column,
+    protection: &Protection,
+    parent: Option<pg_sys::Oid>,
+) -> Result<()> {
+    with_standard_strings(|| apply_as_standard(table, column, protection, parent))
+}
+
+fn with_standard_strings<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    gucs::with_setting(
+        c"standard_conforming_strings",
+        c"on",
+        pg_sys::GucContext::PGC_USERSET,
+        f,
+    )
+}
+
+fn apply_as_standard(
     table: &Table,
     column: &Column,
     protection: &Protection,
@@ -557,6 +610,10 @@ fn apply(
         )
     })
     .map_err(error::internal)?;
+    if parent.is_some() {
+        // A partition or child follows the permissions of the table it belongs to.
+        permissions::forget(&[table.oid])?;
+    }
 
     let name = table.qualified();
     let col = column.quoted();
@@ -658,17 +715,23 @@ pub fn unprotect(table: &Table) -> Result<bool> {
     }
     let children = Registry::Protection.children(table.oid);
     remove(table, &entry)?;
-    for oid in children {
-        if let (Some(child), Some(child_entry)) = (Table::lookup(oid), registered(oid)) {
+    for oid in &children {
+        if let (Some(child), Some(child_entry)) = (Table::lookup(*oid), registered(*oid)) {
             check_protectable(&child)?;
             remove(&child, &child_entry)?;
         }
     }
-    permissions::forget(&[table.oid])?;
+    let mut tree = children;
+    tree.push(table.oid);
+    permissions::forget(&tree)?;
     Ok(true)
 }
 
 fn remove(table: &Table, entry: &Registered) -> Result<()> {
+    with_standard_strings(|| remove_as_standard(table, entry))
+}
+
+fn remove_as_standard(table: &Table, entry: &Registered) -> Result<()> {
     check_protectable(table)?;
     unsafe { pg_sys::LockRelationOid(table.oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE) };
     let name = table.qualified();

@@ -352,7 +352,6 @@ pub fn revoke_api_key(id: Option<&str>) -> Result<()> {
     if !found {
         return Err(unknown(id));
     }
-    auth::announce_change("tenant_guard.api_keys");
     Ok(())
 }
 
@@ -426,7 +425,6 @@ pub fn rotate_api_key(
         )
     })
     .map_err(error::internal)?;
-    auth::announce_change("tenant_guard.api_keys");
     Ok(key)
 }
 

@@ -140,7 +140,6 @@ pub fn add_member(
         )
     })
     .map_err(error::internal)?;
-    auth::announce_change("tenant_guard.memberships");
     Ok(())
 }
 
@@ -161,6 +160,5 @@ pub fn remove_member(tenant_id: Option<&str>, user_id: Option<&str>) -> Result<b
             &[tenant_id.into(), user_id.into()],
         )
     });
-    auth::announce_change("tenant_guard.memberships");
     Ok(removed)
 }

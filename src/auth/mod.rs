@@ -10,8 +10,8 @@
 //! ends it at the next query), the administrator check of the management functions, and the log
 //! line a failed verification writes (never a secret).
 //!
-//! The auth tables change only through tenant_guard's functions, which send a relcache
-//! invalidation for the table they changed; every backend counts those in an epoch, and what it
+//! Every change to an auth table sends a relcache invalidation for it (a statement trigger,
+//! `auth_table_changed`); every backend counts those in an epoch, and what it
 //! caches (verified tokens, keys, memberships, suspended tenants) and the credentials it holds
 //! are checked again once the epoch moves.
 
@@ -172,7 +172,10 @@ pub fn epoch() -> u64 {
             .iter()
             .filter_map(|name| table_oid(name))
             .collect();
-        TABLES.with(|tables| *tables.borrow_mut() = Some(oids));
+        // Until every table exists (during CREATE EXTENSION), every invalidation counts.
+        if oids.len() == AUTH_TABLES.len() {
+            TABLES.with(|tables| *tables.borrow_mut() = Some(oids));
+        }
     }
     EPOCH.get()
 }
@@ -187,13 +190,19 @@ fn table_oid(name: &str) -> Option<pg_sys::Oid> {
     }
 }
 
-/// Tell every backend (at COMMIT) that an auth table (`tenant_guard.<name>`) changed.
-pub fn announce_change(table: &str) {
-    let name = table.strip_prefix("tenant_guard.").unwrap_or(table);
-    let oid = table_oid(name).unwrap_or_else(|| {
-        error::raise(error::internal(format!("tenant_guard.{name} is missing")))
-    });
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+/// `AFTER ... FOR EACH STATEMENT` on every auth table (sql/finalize.sql): tell every backend (at
+/// COMMIT) that the table changed, whoever changed it (tenant_guard's functions, a superuser's
+/// direct DML, a restore's COPY), so that caches and contexts are checked again.
+mod change_trigger {
+    use pgrx::prelude::*;
+
+    #[pg_trigger]
+    fn auth_table_changed<'a>(
+        trigger: &'a pgrx::PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
+        Ok(None)
+    }
 }
 
 /// Remember what the context just set (by `context::apply`) was granted on. `checked_in` is the

@@ -99,7 +99,6 @@ pub fn add_tenant(tenant_id: Option<&str>, plan: default!(Option<&str>, "NULL"))
         )
     })
     .map_err(error::internal)?;
-    auth::announce_change("tenant_guard.tenants");
     Ok(())
 }
 
@@ -127,6 +126,5 @@ pub fn set_tenant_status(tenant_id: Option<&str>, status: Option<&str>) -> Resul
         )
     })
     .map_err(error::internal)?;
-    auth::announce_change("tenant_guard.tenants");
     Ok(())
 }

@@ -601,7 +601,6 @@ pub fn add_token_key(
             "Key ids are never reused: add the new key under a new kid, then retire the old one.",
         ));
     }
-    auth::announce_change("tenant_guard.token_keys");
     Ok(())
 }
 
@@ -622,7 +621,6 @@ fn update_key(
             "tenant_guard.list_token_keys() lists them.",
         ));
     }
-    auth::announce_change("tenant_guard.token_keys");
     Ok(())
 }
 
@@ -691,7 +689,6 @@ pub fn revoke_token(jti: Option<&str>) -> Result<()> {
         )
     })
     .map_err(error::internal)?;
-    auth::announce_change("tenant_guard.revoked_tokens");
     Ok(())
 }
 

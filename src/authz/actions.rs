@@ -207,9 +207,9 @@ pub fn require_action(
         Some(Err(denial)) => Some(denial),
         None => None,
     };
-    let reason = match (&denial, question.subject()) {
-        (Some(denial), Some(subject)) => denial.describe(&subject),
-        _ => "no tenant context is set".to_string(),
+    let reason = match &denial {
+        Some(denial) => denial.describe(),
+        None => "no tenant context is set".to_string(),
     };
     let rule = match denial {
         Some(Denial::DenyRule(id)) => Some(id),
@@ -346,7 +346,6 @@ pub fn add_action(action: Option<&str>, description: default!(Option<&str>, "NUL
          ON CONFLICT (action) DO UPDATE SET description = excluded.description",
         &[action.into(), description.into(), added_by.as_str().into()],
     )?;
-    auth::announce_change("actions");
     Ok(())
 }
 
@@ -361,8 +360,6 @@ pub fn remove_action(action: Option<&str>) -> Result<()> {
         "DELETE FROM tenant_guard.actions WHERE action OPERATOR(pg_catalog.=) $1",
         &[action.into()],
     )?;
-    auth::announce_change("actions");
-    auth::announce_change("action_rules");
     Ok(())
 }
 
@@ -460,7 +457,6 @@ fn add_rule(
     })
     .map_err(error::internal)?
     .ok_or_else(|| error::internal("the rule was neither added nor found"))?;
-    auth::announce_change("action_rules");
     Ok(id)
 }
 
@@ -534,7 +530,6 @@ pub fn revoke_action(
     })
     .map_err(error::internal)?
     .unwrap_or(0);
-    auth::announce_change("action_rules");
     Ok(removed > 0)
 }
 
@@ -565,7 +560,6 @@ pub fn remove_action_rule(id: Option<i64>) -> Result<()> {
             "tenant_guard.list_action_rules() lists the rules.",
         ));
     }
-    auth::announce_change("action_rules");
     Ok(())
 }
 

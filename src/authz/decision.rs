@@ -13,7 +13,9 @@
 //! A rule matches when every condition it sets holds (an unset condition matches anything):
 //! `tenant_role` is the context's role, `plan` the tenant's plan, `scope` one of the API key's
 //! scopes, `tenant_id` the context's tenant, and `resource` (a pattern) matches the resource
-//! asked about (a rule with a resource pattern never matches a question without a resource).
+//! asked about. A question without a resource is one about every resource: a grant limited to
+//! some resources does not answer it, and a deny limited to some resources does (the caller
+//! chooses whether to name a resource, so leaving it out must not escape a deny).
 //! A scope covers an action when it matches it as a pattern (`tool:*`, `*`, or the action
 //! itself). Patterns have one wildcard, `*`, for any run of characters.
 
@@ -60,15 +62,12 @@ pub enum Denial {
 
 impl Denial {
     /// The rule that denied, for messages and the audit row.
-    pub fn describe(&self, subject: &Subject<'_>) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Denial::UnknownAction => "the action is not in the catalogue".to_string(),
             Denial::DenyRule(id) => format!("deny rule {id}"),
             Denial::NoGrant => "no grant matches (deny by default)".to_string(),
-            Denial::KeyScope => format!(
-                "the scopes of API key {} do not cover it",
-                subject.key.map(|k| k.id.as_str()).unwrap_or("?")
-            ),
+            Denial::KeyScope => "the API key's scopes do not cover it".to_string(),
         }
     }
 }
@@ -98,6 +97,12 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 fn matches(rule: &Rule, subject: &Subject<'_>, resource: Option<&str>) -> bool {
+    let resource_matches = match (&rule.resource, resource) {
+        (None, _) => true,
+        (Some(pattern), Some(resource)) => glob_match(pattern, resource),
+        // No resource named: about every resource.
+        (Some(_), None) => rule.deny,
+    };
     let same = |condition: &Option<String>, value: Option<&str>| match condition {
         None => true,
         Some(wanted) => value == Some(wanted.as_str()),
@@ -109,10 +114,7 @@ fn matches(rule: &Rule, subject: &Subject<'_>, resource: Option<&str>) -> bool {
             None => true,
             Some(scope) => subject.key.is_some_and(|key| key.scopes.contains(scope)),
         }
-        && match &rule.resource {
-            None => true,
-            Some(pattern) => resource.is_some_and(|resource| glob_match(pattern, resource)),
-        }
+        && resource_matches
 }
 
 /// The decision for `action` (whose rules are `rules`, None when it is not in the catalogue).
@@ -339,6 +341,22 @@ mod unit_tests {
         assert_eq!(d(Some("project:42/readme")), Ok(1));
         assert_eq!(d(Some("project:42/secret")), Err(Denial::DenyRule(2)));
         assert_eq!(d(Some("project:43/readme")), Err(Denial::NoGrant));
-        assert_eq!(d(None), Err(Denial::NoGrant));
+        // Leaving the resource out answers for every resource: the resource-limited grant does
+        // not allow it, and the resource-limited deny denies it.
+        assert_eq!(d(None), Err(Denial::DenyRule(2)));
+        let only_grant = [rules[0].clone()];
+        assert_eq!(
+            decide(Some(&only_grant), &s, "doc:read", None),
+            Err(Denial::NoGrant)
+        );
+        let broad = [grant(3), rules[1].clone()];
+        assert_eq!(
+            decide(Some(&broad), &s, "doc:read", None),
+            Err(Denial::DenyRule(2))
+        );
+        assert_eq!(
+            decide(Some(&broad), &s, "doc:read", Some("project:7/x")),
+            Ok(3)
+        );
     }
 }

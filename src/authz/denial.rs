@@ -8,21 +8,25 @@
 //! `new_row = {"action", "resource", "reason", "rule"}`, and the context's tenant, user, role and
 //! trace. A tenant reads its own denials (everyone may SELECT `tenant_guard.actions`).
 //!
-//! The denial travels in a dynamic shared memory segment, pinned until the worker has read it.
-//! A backend keeps at most one writer in flight: the next denial waits up to a second for the
-//! previous writer (which throttles a client that provokes denials in a loop). When no worker
-//! can be started (`max_worker_processes` reached, hot standby), the denial goes to the server
-//! log instead, in a fixed format, and is never lost silently.
+//! The denial travels in a dynamic shared memory segment, pinned until the worker has read it
+//! (the worker reads and unpins it before anything else, so a worker that fails to connect
+//! leaks nothing). A backend keeps at most one writer in flight: the next denial waits up to a
+//! second for it, which throttles a client that provokes denials in a loop; a writer still busy
+//! after that, a segment no writer consumed, a denial without a tenant, a standby, or no free
+//! worker slot send the denial to the server log instead, in a fixed format
+//! (`tenant_guard: action denied, not in the audit log (<why>): <json>`): never lost silently,
+//! and never more than one worker per backend. The writer sets its own `lock_timeout` and
+//! `default_transaction_read_only`, so a database's settings or a transaction idling on the
+//! tenant's chain head cannot stop it or hold it for long; if it fails, it logs the denial the
+//! same way.
 
 use crate::audit::trigger::{AuditRow, Statement, StatementMemory};
 use crate::audit::{write, Op};
 use crate::catalog;
 use crate::context;
-use crate::error;
 use crate::jsonb::ObjectBuilder;
 use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
-    DynamicBackgroundWorker, SignalWakeFlags,
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };
 use pgrx::prelude::*;
 use serde_json::{json, Value};
@@ -38,15 +42,32 @@ pub struct Denied<'a> {
     pub rule: Option<i64>,
 }
 
+/// This backend's writer in flight.
+struct InFlight {
+    /// Allocated in TopMemoryContext; freed once the writer stopped.
+    worker: *mut pg_sys::BackgroundWorkerHandle,
+    segment: pg_sys::dsm_handle,
+    payload: String,
+}
+
 thread_local! {
-    /// This backend's writer in flight (its handle lives in TopMemoryContext).
-    static IN_FLIGHT: RefCell<Option<DynamicBackgroundWorker>> = const { RefCell::new(None) };
+    static IN_FLIGHT: RefCell<Option<InFlight>> = const { RefCell::new(None) };
 }
 
 /// How long a denial waits for the backend's previous writer, in milliseconds.
 const WAIT_MS: u32 = 1000;
 
-/// Record a denial: hand it to a background worker, or (when none can start) log it.
+/// The server log line of a denial that is not in the audit log.
+fn log_instead(why: &str, payload: &str) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        format!("tenant_guard: action denied, not in the audit log ({why}): {payload}"),
+        "tenant_guard",
+    )
+    .report(pgrx::PgLogLevel::LOG);
+}
+
+/// Record a denial: hand it to a background worker, or (when none can take it) log it.
 pub fn record(denied: &Denied<'_>) {
     let payload = json!({
         "occurred_at": unsafe { pg_sys::GetCurrentStatementStartTimestamp() },
@@ -61,40 +82,61 @@ pub fn record(denied: &Denied<'_>) {
         "rule": denied.rule,
     })
     .to_string();
-    if let Err(why) = unsafe { hand_over(&payload) } {
-        pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-            format!("tenant_guard: action denied, not in the audit log ({why}): {payload}"),
-            "tenant_guard",
-        )
-        .report(pgrx::PgLogLevel::LOG);
+    if denied.tenant.is_none() {
+        // Anyone can ask without a context: that costs a log line, not a worker.
+        return log_instead("no tenant context", &payload);
+    }
+    if let Err(why) = unsafe { hand_over(payload.clone()) } {
+        log_instead(why, &payload);
     }
 }
 
-fn wait_for_previous() {
-    IN_FLIGHT.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if let Some(worker) = slot.as_ref() {
-            for _ in 0..WAIT_MS {
-                match worker.pid() {
-                    Err(BackgroundWorkerStatus::Stopped)
-                    | Err(BackgroundWorkerStatus::PostmasterDied) => break,
-                    _ => unsafe {
-                        pg_sys::pg_usleep(1000);
-                        pg_sys::check_for_interrupts!();
-                    },
-                }
-            }
+/// Whether this backend's previous writer is done (waiting up to `WAIT_MS` for it). A writer
+/// that stopped without consuming its segment (it never started) gets its denial logged.
+unsafe fn previous_done() -> bool {
+    let Some(previous) = IN_FLIGHT.with(|slot| slot.borrow_mut().take()) else {
+        return true;
+    };
+    let mut pid: pg_sys::pid_t = 0;
+    let mut stopped = false;
+    for _ in 0..WAIT_MS {
+        let status = pg_sys::GetBackgroundWorkerPid(previous.worker, &mut pid);
+        if matches!(
+            status,
+            pg_sys::BgwHandleStatus::BGWH_STOPPED | pg_sys::BgwHandleStatus::BGWH_POSTMASTER_DIED
+        ) {
+            stopped = true;
+            break;
         }
-        *slot = None;
-    });
+        pg_sys::pg_usleep(1000);
+        pg_sys::check_for_interrupts!();
+    }
+    if !stopped {
+        IN_FLIGHT.with(|slot| *slot.borrow_mut() = Some(previous));
+        return false;
+    }
+    let unread = pg_sys::dsm_attach(previous.segment);
+    if !unread.is_null() {
+        pg_sys::dsm_unpin_segment(previous.segment);
+        pg_sys::dsm_detach(unread);
+        log_instead("its writer did not start", &previous.payload);
+    }
+    pg_sys::pfree(previous.worker.cast());
+    true
 }
 
-unsafe fn hand_over(payload: &str) -> Result<(), &'static str> {
+unsafe fn hand_over(payload: String) -> Result<(), &'static str> {
     if pg_sys::RecoveryInProgress() {
         return Err("hot standby");
     }
-    wait_for_previous();
+    if !previous_done() {
+        return Err("the previous denial of this session is still being written");
+    }
+    let extra = format!(
+        "{} {}",
+        pg_sys::MyDatabaseId.to_u32(),
+        catalog::extension_owner().to_u32()
+    );
     let bytes = payload.as_bytes();
     let segment = pg_sys::dsm_create(
         std::mem::size_of::<u64>() + bytes.len(),
@@ -117,75 +159,105 @@ unsafe fn hand_over(payload: &str) -> Result<(), &'static str> {
     let handle = pg_sys::dsm_segment_handle(segment);
     // Outlives this backend's mapping until the worker unpins it.
     pg_sys::dsm_pin_segment(segment);
-    let extra = format!(
-        "{} {}",
-        pg_sys::MyDatabaseId.to_u32(),
-        catalog::extension_owner().to_u32()
-    );
+    let builder = BackgroundWorkerBuilder::new("tenant_guard denial writer")
+        .set_type("tenant_guard denial writer")
+        .set_library("tenant_guard")
+        .set_function("tenant_guard_denial_writer")
+        .set_argument(Some(pg_sys::Datum::from(handle)))
+        .set_extra(&extra)
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .set_notify_pid(pg_sys::MyProcPid);
+    let mut worker: pg_sys::BackgroundWorker = (&builder).into();
+    let mut registered: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
     let launched = {
         let _top = crate::memory::InContext::switch(pg_sys::TopMemoryContext);
-        BackgroundWorkerBuilder::new("tenant_guard denial writer")
-            .set_type("tenant_guard denial writer")
-            .set_library("tenant_guard")
-            .set_function("tenant_guard_denial_writer")
-            .set_argument(Some(pg_sys::Datum::from(handle)))
-            .set_extra(&extra)
-            .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(None)
-            .set_notify_pid(pg_sys::MyProcPid)
-            .load_dynamic()
+        pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut registered)
     };
-    let result = match launched {
-        Ok(worker) => {
-            IN_FLIGHT.with(|slot| *slot.borrow_mut() = Some(worker));
-            Ok(())
-        }
-        Err(_) => {
-            pg_sys::dsm_unpin_segment(handle);
-            Err("no background worker slot")
-        }
+    let result = if launched {
+        IN_FLIGHT.with(|slot| {
+            *slot.borrow_mut() = Some(InFlight {
+                worker: registered,
+                segment: handle,
+                payload,
+            })
+        });
+        Ok(())
+    } else {
+        pg_sys::dsm_unpin_segment(handle);
+        Err("no background worker slot")
     };
     pg_sys::dsm_detach(segment);
     result
 }
 
-/// The worker: read the denial, unpin its segment, write the audit row.
+/// Read the denial out of its segment and unpin it (before anything can fail).
+unsafe fn take_payload(handle: pg_sys::dsm_handle) -> Option<String> {
+    let segment = pg_sys::dsm_attach(handle);
+    if segment.is_null() {
+        return None;
+    }
+    let address = pg_sys::dsm_segment_address(segment) as *const u8;
+    let mut length = [0u8; 8];
+    std::ptr::copy_nonoverlapping(address, length.as_mut_ptr(), 8);
+    let bytes = std::slice::from_raw_parts(address.add(8), u64::from_ne_bytes(length) as usize);
+    let payload = String::from_utf8_lossy(bytes).into_owned();
+    pg_sys::dsm_unpin_segment(handle);
+    pg_sys::dsm_detach(segment);
+    Some(payload)
+}
+
+/// The worker: take the denial, connect as the extension owner, write the audit row.
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn tenant_guard_denial_writer(argument: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let Some(payload) = (unsafe { take_payload(argument.value() as pg_sys::dsm_handle) }) else {
+        return log_instead("its segment was gone", "{}");
+    };
     let extra: Vec<u32> = BackgroundWorker::get_extra()
         .split(' ')
         .filter_map(|n| n.parse().ok())
         .collect();
     let [database, owner] = extra.as_slice() else {
-        error::raise(error::internal(
-            "the denial writer was started without its database",
-        ));
+        return log_instead("the writer was started without its database", &payload);
     };
+    // A database's or role's defaults must not stop the writer, nor a lock (the tenant's chain
+    // head, held by a transaction left open) hold it for long.
+    for (name, value) in [
+        (c"default_transaction_read_only", c"off"),
+        (c"lock_timeout", c"5s"),
+    ] {
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            )
+        };
+    }
     BackgroundWorker::connect_worker_to_spi_by_oid(
         Some(pg_sys::Oid::from(*database)),
         Some(pg_sys::Oid::from(*owner)),
     );
-    let handle = argument.value() as pg_sys::dsm_handle;
-    let payload = unsafe {
-        let segment = pg_sys::dsm_attach(handle);
-        if segment.is_null() {
-            error::raise(error::internal("the denial to record is gone"));
-        }
-        let address = pg_sys::dsm_segment_address(segment) as *const u8;
-        let mut length = [0u8; 8];
-        std::ptr::copy_nonoverlapping(address, length.as_mut_ptr(), 8);
-        let bytes = std::slice::from_raw_parts(address.add(8), u64::from_ne_bytes(length) as usize);
-        let payload = String::from_utf8_lossy(bytes).into_owned();
-        pg_sys::dsm_unpin_segment(handle);
-        pg_sys::dsm_detach(segment);
-        payload
+    let denial: Value = match serde_json::from_str(&payload) {
+        Ok(denial) => denial,
+        Err(_) => return log_instead("malformed", &payload),
     };
-    let denial: Value = serde_json::from_str(&payload)
-        .unwrap_or_else(|e| error::raise(error::internal(format!("malformed denial: {e}"))));
-    BackgroundWorker::transaction(|| write_row(&denial));
+    let (denial, logged) = (
+        std::panic::AssertUnwindSafe(&denial),
+        std::panic::AssertUnwindSafe(&payload),
+    );
+    BackgroundWorker::transaction(move || {
+        PgTryBuilder::new(|| write_row(&denial))
+            .catch_others(|caught| {
+                log_instead("the writer failed", &logged);
+                caught.rethrow()
+            })
+            .execute()
+    });
 }
 
 fn write_row(denial: &Value) {

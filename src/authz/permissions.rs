@@ -185,6 +185,22 @@ pub fn remove_table_permissions(
     policy::reapply(&table)
 }
 
+/// Give `to` the permissions of `from` (a partition detached from its protected table keeps
+/// what its policies say).
+pub fn copy(from: pg_sys::Oid, to: pg_sys::Oid) -> Result<()> {
+    privilege::as_extension_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO tenant_guard.table_permissions (relid, tenant_role, commands, granted_by)
+             SELECT $2::pg_catalog.oid::pg_catalog.regclass, tenant_role, commands, granted_by
+               FROM tenant_guard.table_permissions
+              WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass
+             ON CONFLICT (relid, tenant_role) DO NOTHING",
+            &[from.into(), to.into()],
+        )
+    })
+    .map_err(error::internal)
+}
+
 /// Forget the permissions of tables that are no longer protected or were dropped.
 pub fn forget(relids: &[pg_sys::Oid]) -> Result<()> {
     privilege::as_extension_owner(|| {
@@ -199,11 +215,13 @@ pub fn forget(relids: &[pg_sys::Oid]) -> Result<()> {
 
 /// The expression of the generated permission policies: true when the context's tenant role is
 /// one of `roles`; otherwise 42501 naming the role, the table and the command.
+/// The tenant policies of the same query bind the transaction and check the credential
+/// (`required_tenant_id`); this reads the role only, once per query.
 #[pg_extern(stable, parallel_safe)]
 pub fn permitted(
     tbl: Option<RegClass>,
     command: Option<&str>,
-    roles: Option<Vec<Option<String>>>,
+    roles: Option<pgrx::datum::Array<'_, &str>>,
 ) -> Result<bool> {
     let table_name = || {
         tbl.and_then(|t| Table::lookup(t.0))
@@ -211,17 +229,19 @@ pub fn permitted(
             .unwrap_or_else(|| "the table".to_string())
     };
     let command = command.unwrap_or("?");
-    if context::tenant_in_use()?.is_none() {
+    if context::current_tenant_id().is_none() {
         if crate::gucs::REQUIRE_CONTEXT.get() {
             return Err(context::missing_context(&table_name()));
         }
         return Ok(false);
     }
     let role = context::current_tenant_role();
-    let roles: Vec<String> = roles.unwrap_or_default().into_iter().flatten().collect();
-    if role.as_ref().is_some_and(|role| roles.contains(role)) {
-        return Ok(true);
+    if let (Some(role), Some(roles)) = (&role, &roles) {
+        if roles.iter().any(|r| r == Some(role.as_str())) {
+            return Ok(true);
+        }
     }
+    let roles: Vec<&str> = roles.iter().flat_map(|a| a.iter().flatten()).collect();
     let allowed = if roles.is_empty() {
         "no role".to_string()
     } else {

@@ -78,14 +78,26 @@ def test_a_changed_rule_holds_from_the_next_statement_of_a_running_transaction(c
             admin.execute("SELECT tenant_guard.grant_action('tool:client_mail', tenant_role => 'member')")
             assert app.execute(ask).fetchone()[0] is True
         # A change of the tenant's plan counts too (refunds need plan 'pro').
-        with app.transaction():
-            set_context(app, "acme", "ada", "admin")
-            refund = "SELECT tenant_guard.authorize('tool:client_refund')"
-            assert app.execute(refund).fetchone()[0] is True
-            admin.execute("SELECT tenant_guard.add_tenant('acme', 'free')")
-            assert app.execute(refund).fetchone()[0] is False
+        try:
+            with app.transaction():
+                set_context(app, "acme", "ada", "admin")
+                refund = "SELECT tenant_guard.authorize('tool:client_refund')"
+                assert app.execute(refund).fetchone()[0] is True
+                admin.execute("SELECT tenant_guard.add_tenant('acme', 'free')")
+                assert app.execute(refund).fetchone()[0] is False
+                admin.execute("SELECT tenant_guard.add_tenant('acme', 'pro')")
+                assert app.execute(refund).fetchone()[0] is True
+        finally:
             admin.execute("SELECT tenant_guard.add_tenant('acme', 'pro')")
-            assert app.execute(refund).fetchone()[0] is True
+        # A superuser's direct DML reaches the caches too (a trigger on the rule tables).
+        try:
+            with app.transaction():
+                set_context(app, "acme", "meg", "member")
+                assert app.execute(ask).fetchone()[0] is True
+                admin.execute("DELETE FROM tenant_guard.action_rules WHERE action = 'tool:client_mail'")
+                assert app.execute(ask).fetchone()[0] is False
+        finally:
+            admin.execute("SELECT tenant_guard.grant_action('tool:client_mail', tenant_role => 'member')")
 
 
 def test_a_denial_is_audited_although_its_transaction_rolls_back(cluster):
