@@ -30,6 +30,12 @@ RESET tenant_guard.auto_protect;
 SELECT tenant_guard.enable_tenant_audit('shop.orders', redact_columns => '{item}');
 ALTER TABLE shop.events ADD PRIMARY KEY (tenant_id, at);
 SELECT tenant_guard.enable_tenant_audit('shop.events', hash_chain => false);
+SELECT tenant_guard.set_table_permissions('shop.events', 'viewer', '{SELECT}');
+SELECT tenant_guard.set_table_permissions('shop.events', 'admin', '{ALL}');
+SET ROLE tg_owner;
+CREATE TABLE shop.notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, owner_id text NOT NULL, body text);
+RESET ROLE;
+SELECT tenant_guard.enable_user_private_rows('shop.notes', 'owner_id', '{admin}');
 """
 
 STATE_QUERIES = {
@@ -45,8 +51,11 @@ STATE_QUERIES = {
     "triggers": """SELECT tgrelid::regclass::text, tgname FROM pg_trigger
                     WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'shop'::regnamespace)
                     ORDER BY 1, 2""",
-    "registry": """SELECT relid::text, tenant_column, tenant_type::text, to_roles::text, parent::text, protected_via
+    "registry": """SELECT relid::text, tenant_column, tenant_type::text, to_roles::text, parent::text, protected_via,
+                          user_column, user_all_rows, previous_user_default
                      FROM tenant_guard.protected_tables ORDER BY 1""",
+    "permissions": "SELECT relid::text, tenant_role, commands FROM tenant_guard.table_permissions ORDER BY 1, 2",
+    "notes": "SELECT tenant_id, owner_id, body FROM shop.notes ORDER BY id",
     "excluded": "SELECT relid::text FROM tenant_guard.excluded_tables ORDER BY 1",
     "audited": """SELECT relid::text, exclude_columns, redact_columns, hash_chain, parent::text
                     FROM tenant_guard.audited_tables ORDER BY 1""",
@@ -72,11 +81,17 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
             with app.transaction():
                 app.execute("SELECT tenant_guard.set_tenant_context(%s)", (tenant,))
                 app.execute("INSERT INTO shop.orders (item) VALUES (%s), (%s)", (f"{tenant}-1", f"{tenant}-2"))
+            with app.transaction():
+                app.execute("SELECT tenant_guard.set_tenant_context(%s, 'alice')", (tenant,))
+                app.execute("INSERT INTO shop.notes (body) VALUES (%s)", (f"{tenant}: alice's note",))
     with plain_cluster.connect(user="postgres", dbname="tg_dump_src") as admin:
         anchors = {tenant: admin.execute("SELECT * FROM tenant_guard.audit_chain_head(%s)", (tenant,)).fetchone()
                    for tenant in ("acme", "globex")}
     before = state(plain_cluster, "tg_dump_src")
-    assert len(before["policies"]) == 2 * 5  # orders, orders_archive, events, events_2026, members
+    # orders, orders_archive, events, events_2026, members, notes: 2 each; the events tables 4
+    # permission policies each; notes its private-rows policy.
+    assert len(before["policies"]) == 2 * 6 + 2 * 4 + 1
+    assert len(before["permissions"]) == 2 and len(before["notes"]) == 2
     assert before["excluded"] == [("shop.scratch",)]
     assert len(before["audit_log"]) == 4 and all(row[9] is not None for row in before["audit_log"])
     assert "acme-1" not in str(before["audit_log"])  # item is redacted
@@ -104,6 +119,18 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
             app.execute("SELECT tenant_guard.set_tenant_context('acme')")
             assert app.execute("SELECT tenant_id, item FROM shop.orders ORDER BY item").fetchall() == [
                 ("acme", "acme-1"), ("acme", "acme-2")]
+    # Permissions and private rows hold after the restore.
+    with plain_cluster.connect(dbname="tg_dump_dst") as app:
+        with app.transaction():
+            app.execute("SELECT tenant_guard.set_tenant_context('acme', 'bob', 'member')")
+            assert app.execute("SELECT count(*) FROM shop.notes").fetchone() == (0,)
+        with pytest.raises(errors.InsufficientPrivilege):
+            with app.transaction():
+                app.execute("SELECT tenant_guard.set_tenant_context('7', 'vic', 'viewer')")
+                app.execute("INSERT INTO shop.events (at, v) VALUES ('2026-03-01', 1)")
+        with app.transaction():
+            app.execute("SELECT tenant_guard.set_tenant_context('acme', 'alice', 'member')")
+            assert app.execute("SELECT body FROM shop.notes").fetchall() == [("acme: alice's note",)]
     # The restored database audits (and chains) again, after the restored rows.
     with plain_cluster.connect(dbname="tg_dump_dst") as app:
         with app.transaction():
