@@ -7,6 +7,7 @@
 //! (tests/pg_regress, tests/client).
 
 mod auth;
+mod authz;
 mod context;
 mod planner;
 mod policy;
