@@ -127,18 +127,15 @@ FROM PUBLIC;
 -- Every change to the tables the auth and authorization caches hold, whoever makes it (the
 -- administration functions, a superuser's DML, a restore), reaches every backend's caches at its
 -- next statement: a relcache invalidation per changed table (src/auth/mod.rs).
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.tenants
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.memberships
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.token_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.revoked_tokens
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.api_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.actions
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
-CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.action_rules
-    FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed();
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['tenants', 'memberships', 'token_keys', 'revoked_tokens', 'api_keys',
+                             'actions', 'action_rules'] LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER auth_table_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tenant_guard.%I
+                 FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.auth_table_changed()', t);
+    END LOOP;
+END $$;
 REVOKE EXECUTE ON FUNCTION tenant_guard.auth_table_changed() FROM PUBLIC;

@@ -429,21 +429,8 @@ pub fn required_tenant_id(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Result<Option<AnyElement>> {
     let _ = tenant_type; // only its type matters
-    let type_oid = unsafe { pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 1) };
-    let table_name = || {
-        tbl.and_then(|t| Table::lookup(t.0))
-            .map(|t| t.qualified())
-            .unwrap_or_else(|| "the table".to_string())
-    };
-    let Some(kind) = TenantType::from_oid(type_oid) else {
-        return Err(error::malformed(
-            format!(
-                "tenant_guard: a tenant column cannot have type oid {}",
-                type_oid.to_u32()
-            ),
-            format!("Tenant columns are {}.", crate::tenant_type::SUPPORTED),
-        ));
-    };
+    let column = TypedColumn::of(fcinfo, "tenant", tbl)?;
+    let table_name = || column.table_name();
     let Some(tenant_id) = current_tenant_id() else {
         if gucs::REQUIRE_CONTEXT.get() {
             return Err(missing_context(&table_name()));
@@ -455,19 +442,79 @@ pub fn required_tenant_id(
     // credential the context was set with must still hold (see `auth`).
     bind(&tenant_id, false);
     auth::check_on_use(&tenant_id)?;
-    match kind.datum(&tenant_id) {
-        Some(datum) => Ok(unsafe { AnyElement::from_polymorphic_datum(datum, false, type_oid) }),
-        None => Err(error::malformed(
-            format!(
-                "tenant_guard: the context's tenant id is not a valid {} for {}",
-                kind.sql_name(),
-                table_name()
-            ),
-            format!(
-                "Set a tenant id of the form the tenant column takes ({}).",
-                kind.sql_name()
-            ),
-        )),
+    column.value(&tenant_id).map(Some)
+}
+
+/// The column a generated policy or default compares with a context value (the tenant, or the
+/// user of private rows), known by its table and the type of a typed NULL argument (argument 1).
+pub struct TypedColumn {
+    /// "tenant" or "user".
+    what: &'static str,
+    table: Option<RegClass>,
+    type_oid: pg_sys::Oid,
+    kind: TenantType,
+}
+
+impl TypedColumn {
+    /// 22023 for a type that is not a tenant column type.
+    pub fn of(
+        fcinfo: pg_sys::FunctionCallInfo,
+        what: &'static str,
+        table: Option<RegClass>,
+    ) -> Result<TypedColumn> {
+        let type_oid = unsafe { pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 1) };
+        let Some(kind) = TenantType::from_oid(type_oid) else {
+            return Err(error::malformed(
+                format!(
+                    "tenant_guard: a {what} column cannot have type oid {}",
+                    type_oid.to_u32()
+                ),
+                format!(
+                    "{}{} columns are {}.",
+                    what[..1].to_uppercase(),
+                    &what[1..],
+                    crate::tenant_type::SUPPORTED
+                ),
+            ));
+        };
+        Ok(TypedColumn {
+            what,
+            table,
+            type_oid,
+            kind,
+        })
+    }
+
+    /// The table, for messages.
+    pub fn table_name(&self) -> String {
+        self.table
+            .and_then(|t| Table::lookup(t.0))
+            .map(|t| t.qualified())
+            .unwrap_or_else(|| "the table".to_string())
+    }
+
+    /// `value` as the column's type; 22023 naming the table when it is not a valid one.
+    pub fn value(&self, value: &str) -> Result<AnyElement> {
+        match self.kind.datum(value) {
+            Some(datum) => Ok(unsafe {
+                AnyElement::from_polymorphic_datum(datum, false, self.type_oid)
+                    .expect("a non-null datum")
+            }),
+            None => Err(error::malformed(
+                format!(
+                    "tenant_guard: the context's {} id is not a valid {} for {}",
+                    self.what,
+                    self.kind.sql_name(),
+                    self.table_name()
+                ),
+                format!(
+                    "Set a {} id of the form the {} column takes ({}).",
+                    self.what,
+                    self.what,
+                    self.kind.sql_name()
+                ),
+            )),
+        }
     }
 }
 

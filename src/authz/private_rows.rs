@@ -137,21 +137,8 @@ pub fn required_user_id(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Result<Option<AnyElement>> {
     let _ = user_type; // only its type matters
-    let type_oid = unsafe { pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 1) };
-    let table_name = || {
-        tbl.and_then(|t| Table::lookup(t.0))
-            .map(|t| t.qualified())
-            .unwrap_or_else(|| "the table".to_string())
-    };
-    let Some(kind) = TenantType::from_oid(type_oid) else {
-        return Err(error::malformed(
-            format!(
-                "tenant_guard: a user column cannot have type oid {}",
-                type_oid.to_u32()
-            ),
-            format!("User columns are {}.", tenant_type::SUPPORTED),
-        ));
-    };
+    let column = context::TypedColumn::of(fcinfo, "user", tbl)?;
+    let table_name = || column.table_name();
     if context::tenant_in_use()?.is_none() {
         if crate::gucs::REQUIRE_CONTEXT.get() {
             return Err(context::missing_context(&table_name()));
@@ -171,15 +158,5 @@ pub fn required_user_id(
              or a token whose sub names the user.",
         ));
     };
-    match kind.datum(&user) {
-        Some(datum) => Ok(unsafe { AnyElement::from_polymorphic_datum(datum, false, type_oid) }),
-        None => Err(error::malformed(
-            format!(
-                "tenant_guard: the context's user id is not a valid {} for {}",
-                kind.sql_name(),
-                table_name()
-            ),
-            "Set a user id of the form the user column takes.",
-        )),
-    }
+    column.value(&user).map(Some)
 }
