@@ -260,15 +260,22 @@ unsafe fn follow_renamed_column(change: &Change) -> Result<()> {
 /// to the top of its nearest registered ancestor's chain, or made top-level.
 fn reconcile_parents() -> Result<()> {
     for registry in [Registry::Protection, Registry::Audit] {
-        for relid in registry.orphans() {
+        // Shallowest first: a detached subtree's top is re-parented (and given its permissions)
+        // before the tables under it look for their root.
+        let mut orphans = registry.orphans();
+        orphans.sort_by_key(|relid| catalog::ancestors(*relid).len());
+        for relid in orphans {
             let root = registry.root_of(relid).map(|t| t.oid);
             let was = policy::registered(relid).and_then(|entry| entry.parent);
             registry.set_parent(relid, root)?;
-            // On its own now, it keeps the permissions it had through its old parent (its
-            // policies carry them); under another root, that root's (the same: see
-            // `policy::require_same_protection`).
-            if let (Registry::Protection, None, Some(was)) = (registry, root, was) {
-                crate::authz::permissions::copy(was, relid)?;
+            // On its own now, it keeps the permissions it had through its old top (its policies
+            // carry them); under a root, it follows that root's.
+            if registry == Registry::Protection {
+                match (root, was) {
+                    (None, Some(was)) => crate::authz::permissions::copy(was, relid)?,
+                    (Some(_), _) => crate::authz::permissions::forget(&[relid])?,
+                    (None, None) => {}
+                }
             }
         }
     }

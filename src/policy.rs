@@ -259,16 +259,20 @@ pub fn protect(table: &Table, protection: &Protection) -> Result<()> {
 /// Protect the partitions and inheritance children of a protected table (at any depth) with its
 /// settings: all of them, or (`only_new`) those not yet protected through it.
 pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool) -> Result<()> {
-    for oid in parent.descendants() {
-        if only_new && registered(oid).is_some_and(|entry| entry.parent == Some(parent.oid)) {
-            continue;
+    let adopted = |oid: &pg_sys::Oid| {
+        !(only_new && registered(*oid).is_some_and(|entry| entry.parent == Some(parent.oid)))
+    };
+    let descendants: Vec<pg_sys::Oid> = parent.descendants().into_iter().filter(adopted).collect();
+    // Tables protected on their own (or through another parent) join only a parent that covers
+    // their protection; all of them are judged before any is changed.
+    for oid in &descendants {
+        if registered(*oid).is_some_and(|entry| entry.parent != Some(parent.oid)) {
+            require_covering_protection(&Table::require(*oid)?, parent.oid)?;
         }
+    }
+    for oid in descendants {
         let child = Table::require(oid)?;
         check_protectable(&child)?;
-        // A table protected on its own keeps its protection only if the parent's is the same.
-        if registered(oid).is_some_and(|entry| entry.parent != Some(parent.oid)) {
-            require_same_protection(&child, parent.oid)?;
-        }
         let column = tenant_column(&child, &protection.column)?;
         refuse_policies_and_rules(&child)?;
         let child_protection = Protection {
@@ -289,35 +293,69 @@ pub fn protect_children(parent: &Table, protection: &Protection, only_new: bool)
 
 /// A protected table's rows are read without its policies through a scan of a table it
 /// inherits from (a parent's scan applies only the parent's policies). So every table a
-/// protected table inherits from must be protected the same way (same tenant column and type).
+/// protected table inherits from must be protected at least as strictly.
 pub fn check_parents(table: &Table) -> Result<()> {
     if registered(table.oid).is_none() {
         return Ok(());
     }
     for parent in table.parents() {
-        require_same_protection(table, parent)?;
+        require_covering_protection(table, parent)?;
     }
     Ok(())
 }
 
-/// Everything a registered table's protection decides: tenant column and type, user-private
-/// rows, and the per-role permissions of the table it belongs to.
-fn protection_key(relid: pg_sys::Oid) -> Option<impl PartialEq> {
-    let entry = registered(relid)?;
-    let permissions = permissions::roles_by_command(entry.parent.unwrap_or(relid));
-    Some((entry.column, entry.type_oid, entry.private, permissions))
+/// Everything a registered table's protection decides.
+struct ProtectionKey {
+    column: String,
+    type_oid: pg_sys::Oid,
+    /// The permissive policy's roles; None is PUBLIC (the widest).
+    to_roles: Option<Vec<pg_sys::Oid>>,
+    private: Option<PrivateRows>,
+    /// The permissions of the table it belongs to.
+    permissions: Option<Vec<(&'static str, Vec<String>)>>,
 }
 
-/// 42501 unless `parent` is protected exactly as `table` is: a scan of a parent applies only the
-/// parent's policies, so a parent protected differently (not at all, another tenant column, no
-/// private rows, other permissions) reads around the child's; and adopting a protected table as
-/// a partition or child must not replace its protection with a weaker one.
-pub fn require_same_protection(table: &Table, parent: pg_sys::Oid) -> Result<()> {
-    let same = match (protection_key(table.oid), protection_key(parent)) {
-        (Some(child), Some(parent)) => child == parent,
+fn protection_key(relid: pg_sys::Oid) -> Option<ProtectionKey> {
+    let entry = registered(relid)?;
+    let permissions = permissions::roles_by_command(entry.parent.unwrap_or(relid));
+    Some(ProtectionKey {
+        column: entry.column,
+        type_oid: entry.type_oid,
+        to_roles: entry.to_roles,
+        private: entry.private,
+        permissions,
+    })
+}
+
+impl ProtectionKey {
+    /// Whether this (a parent's) protection is at least as strict as `child`'s: the same tenant
+    /// column, the permissive policy for no role the child's leaves out, and the child's
+    /// user-private rows and permissions, where it has them.
+    fn covers(&self, child: &ProtectionKey) -> bool {
+        let roles = match (&self.to_roles, &child.to_roles) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(mine), Some(theirs)) => mine.iter().all(|role| theirs.contains(role)),
+        };
+        self.column == child.column
+            && self.type_oid == child.type_oid
+            && roles
+            && (child.private.is_none() || self.private == child.private)
+            && (child.permissions.is_none() || self.permissions == child.permissions)
+    }
+}
+
+/// 42501 unless `parent` is protected at least as strictly as `table`: a scan of a parent
+/// applies only the parent's policies, so a parent protected less strictly (not at all, another
+/// tenant column, a wider permissive policy, no private rows, other permissions) reads around
+/// the child's; and adopting a protected table as a partition or child (which gives it the
+/// parent's protection) must not weaken it.
+pub fn require_covering_protection(table: &Table, parent: pg_sys::Oid) -> Result<()> {
+    let covered = match (protection_key(table.oid), protection_key(parent)) {
+        (Some(child), Some(parent)) => parent.covers(&child),
         _ => false,
     };
-    if same {
+    if covered {
         return Ok(());
     }
     let parent = Table::lookup(parent)
@@ -325,13 +363,13 @@ pub fn require_same_protection(table: &Table, parent: pg_sys::Oid) -> Result<()>
         .unwrap_or_else(|| format!("OID {}", parent.to_u32()));
     Err(error::forbidden(
         format!(
-            "tenant_guard: protected table {} cannot inherit from {parent}, which is not protected the same way",
+            "tenant_guard: protected table {} cannot inherit from {parent}, which is not protected at least as strictly",
             table.qualified()
         ),
         format!(
             "A scan of {parent} would read the rows of {} past their protection. Protect {parent} \
-             the same way first (tenant column, user-private rows, table permissions), or do not \
-             make it a parent.",
+             at least as strictly first (tenant column, roles, user-private rows, table \
+             permissions), or do not make it a parent.",
             table.qualified()
         ),
     ))

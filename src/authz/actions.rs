@@ -124,6 +124,19 @@ fn validate_resource(resource: Option<&str>) -> Result<Option<&str>> {
     Ok(Some(resource))
 }
 
+/// A resource asked about (22023): as `validate_resource`, and without `*`, which only rules
+/// give a meaning (asked about, `project:*` would match a grant on `project:*` literally).
+fn validate_question_resource(resource: Option<&str>) -> Result<Option<&str>> {
+    let resource = validate_resource(resource)?;
+    if resource.is_some_and(|r| r.contains('*')) {
+        return Err(error::malformed(
+            "tenant_guard: a resource asked about cannot contain *",
+            "Ask about one resource (e.g. 'project:42/readme'); * is a wildcard in rules only.",
+        ));
+    }
+    Ok(resource)
+}
+
 /// What a gate question found: the subject (from the verified context) and the verdict.
 struct Question {
     tenant: Option<String>,
@@ -183,7 +196,7 @@ impl Question {
 #[pg_extern(stable, parallel_restricted)]
 pub fn authorize(action: Option<&str>, resource: default!(Option<&str>, "NULL")) -> Result<bool> {
     let action = validate_action(action)?;
-    let resource = validate_resource(resource)?;
+    let resource = validate_question_resource(resource)?;
     let question = Question::ask()?;
     Ok(matches!(
         question.decide(&rules(), action, resource),
@@ -200,7 +213,7 @@ pub fn require_action(
     resource: default!(Option<&str>, "NULL"),
 ) -> Result<bool> {
     let action = validate_action(action)?;
-    let resource = validate_resource(resource)?;
+    let resource = validate_question_resource(resource)?;
     let question = Question::ask()?;
     let denial = match question.decide(&rules(), action, resource) {
         Some(Ok(_)) => return Ok(true),
@@ -268,7 +281,7 @@ pub fn require_action(
 pub fn allowed_actions(
     resource: default!(Option<&str>, "NULL"),
 ) -> Result<SetOfIterator<'static, String>> {
-    let resource = validate_resource(resource)?;
+    let resource = validate_question_resource(resource)?;
     let question = Question::ask()?;
     let rules = rules();
     let mut allowed: Vec<String> = rules

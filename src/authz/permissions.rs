@@ -188,13 +188,13 @@ pub fn remove_table_permissions(
 /// Give `to` the permissions of `from` (a partition detached from its protected table keeps
 /// what its policies say).
 pub fn copy(from: pg_sys::Oid, to: pg_sys::Oid) -> Result<()> {
+    forget(&[to])?;
     privilege::as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO tenant_guard.table_permissions (relid, tenant_role, commands, granted_by)
              SELECT $2::pg_catalog.oid::pg_catalog.regclass, tenant_role, commands, granted_by
                FROM tenant_guard.table_permissions
-              WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass
-             ON CONFLICT (relid, tenant_role) DO NOTHING",
+              WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
             &[from.into(), to.into()],
         )
     })

@@ -167,6 +167,19 @@ ALTER TABLE app.decoy_events ATTACH PARTITION app.events_2028 FOR VALUES FROM ('
 ALTER TABLE app.events ATTACH PARTITION app.events_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
 SELECT tenant_role, commands FROM tenant_guard.table_permissions WHERE relid = 'app.events_2028'::regclass;
 DROP TABLE app.events_2028, app.decoy_events;
+-- A table made for the purpose (protected automatically, with nothing more) may join: its
+-- parent is stricter, and it takes the parent's permissions.
+CREATE TABLE app.events_2029 (tenant_id text NOT NULL, at date NOT NULL, what text);
+ALTER TABLE app.events ATTACH PARTITION app.events_2029 FOR VALUES FROM ('2029-01-01') TO ('2030-01-01');
+SELECT count(*) AS permit_policies FROM pg_policy
+ WHERE polrelid = 'app.events_2029'::regclass AND polname LIKE 'tenant_guard_permit%';
+DROP TABLE app.events_2029;
+-- A parent whose permissive policy reaches more roles than its child's is refused too.
+CREATE TABLE app.narrow (tenant_id text NOT NULL, v int);
+SELECT tenant_guard.enable_tenant_rls('app.narrow', to_roles => ARRAY['tg_app']::regrole[]);
+CREATE TABLE app.wide (tenant_id text NOT NULL, v int);
+ALTER TABLE app.narrow INHERIT app.wide;
+DROP TABLE app.narrow, app.wide;
 SELECT tenant_guard.remove_table_permissions('app.events');
 SELECT count(*) AS permit_policies FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
  WHERE c.relname LIKE 'events%' AND p.polname LIKE 'tenant_guard_permit%';
@@ -354,6 +367,7 @@ SELECT tenant_guard.authorize('tool:x'' OR true --');
 SELECT tenant_guard.authorize(repeat('a', 10000));
 SELECT tenant_guard.authorize('doc:read', E'project:42/\x01');
 SELECT tenant_guard.require_action('doc:read', repeat('r', 2000));
+SELECT tenant_guard.authorize('doc:read', 'project:*');
 -- A caller cannot forge what the decision reads: the role and tenant settings are superuser-only.
 SET tenant_guard.tenant_role = 'admin';
 SELECT set_config('tenant_guard.tenant_id', 'acme', false);
