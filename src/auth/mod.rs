@@ -37,12 +37,14 @@ pub enum Credential {
     /// `set_tenant_context`: the caller is trusted to choose.
     Trusted,
     /// A verified token, valid until `expires_at` (Unix seconds, its `exp`) and while its key
-    /// is not retired (`retires_at`, Unix seconds, as last read).
+    /// is not retired (`retires_at`, Unix seconds, as last read), with the scopes of its
+    /// `scope` claim (None without the claim).
     Token {
         kid: String,
         jti: Option<String>,
         expires_at: i64,
         retires_at: Option<i64>,
+        scopes: Option<Vec<String>>,
     },
     /// A tenant API key, valid until `expires_at` (Unix microseconds), with its scopes (what
     /// the action gate lets it do; see `authz`).
@@ -330,12 +332,14 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
             kid,
             jti,
             expires_at,
+            scopes,
             ..
         } => token::key_retirement(kid, jti.as_deref()).map(|retires_at| Credential::Token {
             kid: kid.clone(),
             jti: jti.clone(),
             expires_at: *expires_at,
             retires_at,
+            scopes: scopes.clone(),
         }),
         Credential::ApiKey { id, scopes, .. } => {
             api_key::current_expiry(id).map(|expires_at| Credential::ApiKey {
@@ -363,19 +367,19 @@ pub fn check_on_use(tenant: &str) -> Result<()> {
     Ok(())
 }
 
-/// The API key the context in effect for `tenant` was set with (its id and scopes), if any.
-pub fn current_key(tenant: &str) -> Option<crate::authz::decision::Key> {
+/// The scopes of the credential the context in effect for `tenant` was set with: an API key's,
+/// a token's `scope` claim; None for a credential without scopes.
+pub fn current_scopes(tenant: &str) -> Option<Vec<String>> {
     SLOTS.with(|slots| {
         let mut slots = slots.borrow_mut();
-        match slots.in_effect().filter(|held| held.tenant == tenant) {
-            Some(Held {
-                credential: Credential::ApiKey { id, scopes, .. },
-                ..
-            }) => Some(crate::authz::decision::Key {
-                id: id.clone(),
-                scopes: scopes.clone(),
-            }),
-            _ => None,
+        match &slots
+            .in_effect()
+            .filter(|held| held.tenant == tenant)?
+            .credential
+        {
+            Credential::ApiKey { scopes, .. } => Some(scopes.clone()),
+            Credential::Token { scopes, .. } => scopes.clone(),
+            Credential::Trusted => None,
         }
     })
 }

@@ -11,7 +11,7 @@
 //!   `exp` may lie at most `tenant_guard.token_max_lifetime` ahead; `iss` and `aud` must match
 //!   `tenant_guard.token_issuer` / `token_audience` when those are set. The tenant is the claim
 //!   `tenant_guard.token_tenant_claim` (`tid`), the user `sub`, then `role`, `trace_id` and
-//!   `locale`. A token whose `jti` was revoked (`revoke_token`) is refused everywhere at once.
+//!   `locale`; a `scope` claim (space-separated) limits what the action gate lets it do. A token whose `jti` was revoked (`revoke_token`) is refused everywhere at once.
 //! - Verified tokens are cached per backend, keyed by their SHA-256 (and the claim settings): a hit still checks `exp`,
 //!   and the cache is dropped whenever a key or a token is revoked (the auth epoch moves). A
 //!   session context set from a token ends when the token expires (checked at every use).
@@ -83,6 +83,8 @@ pub struct Claims {
     pub role: Option<String>,
     pub trace: Option<String>,
     pub locale: Option<String>,
+    /// The `scope` claim, split at whitespace (RFC 8693): what the action gate lets the token do.
+    pub scopes: Option<Vec<String>>,
     pub jti: Option<String>,
     pub exp: i64,
     pub nbf: Option<i64>,
@@ -324,16 +326,26 @@ pub fn verify(
         text_claim(&payload, "trace_id"),
         text_claim(&payload, "locale"),
         text_claim(&payload, "jti"),
+        text_claim(&payload, "scope"),
     );
-    let (Ok(user), Ok(role), Ok(trace), Ok(locale), Ok(jti)) = texts else {
+    let (Ok(user), Ok(role), Ok(trace), Ok(locale), Ok(jti), Ok(scope)) = texts else {
         return refuse("malformed claims", kid);
     };
+    let scopes: Option<Vec<String>> =
+        scope.map(|scope| scope.split_whitespace().map(str::to_string).collect());
+    if scopes
+        .as_ref()
+        .is_some_and(|s| s.len() > 100 || s.iter().any(|s| s.len() > 255))
+    {
+        return refuse("malformed claims", kid);
+    }
     let claims = Claims {
         tenant,
         user,
         role,
         trace,
         locale,
+        scopes,
         jti,
         exp,
         nbf,
@@ -511,6 +523,7 @@ fn set_from_token(token: Option<&str>, is_local: Option<bool>) -> Result<Jsonb> 
             jti: claims.jti.clone(),
             expires_at: claims.exp,
             retires_at: key.retire_at,
+            scopes: claims.scopes.clone(),
         },
         checked_in,
     )

@@ -142,7 +142,8 @@ struct Question {
     tenant: Option<String>,
     role: Option<String>,
     plan: Option<String>,
-    key: Option<decision::Key>,
+    /// The credential's scopes (None: a credential without scopes).
+    scopes: Option<Vec<String>>,
 }
 
 impl Question {
@@ -155,13 +156,13 @@ impl Question {
                 tenant: None,
                 role: None,
                 plan: None,
-                key: None,
+                scopes: None,
             });
         };
         Ok(Question {
             role: context::current_tenant_role(),
             plan: plan_of(&tenant),
-            key: auth::current_key(&tenant),
+            scopes: auth::current_scopes(&tenant),
             tenant: Some(tenant),
         })
     }
@@ -171,7 +172,7 @@ impl Question {
             tenant_id: self.tenant.as_deref()?,
             role: self.role.as_deref(),
             plan: self.plan.as_deref(),
-            key: self.key.as_ref(),
+            scopes: self.scopes.as_deref(),
         })
     }
 
@@ -259,9 +260,9 @@ pub fn require_action(
                 "Deny rule {id} beats every grant; an administrator lifts it with \
                  tenant_guard.remove_action_rule({id})."
             ),
-            Some(Denial::KeyScope) => format!(
-                "Use an API key whose scopes cover '{action}' (e.g. issued with scopes => \
-                 ARRAY['{action}'])."
+            Some(Denial::Scope) => format!(
+                "Use a credential whose scopes cover '{action}' (an API key issued with scopes \
+                 => ARRAY['{action}'], or a token whose scope claim names it)."
             ),
             Some(Denial::UnknownAction) => format!(
                 "An administrator adds it to the catalogue: SELECT tenant_guard.add_action('{action}');"

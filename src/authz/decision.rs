@@ -5,14 +5,14 @@
 //!       the action is in the catalogue
 //!   AND no deny rule of the action matches the context
 //!   AND some grant rule g of the action matches the context,
-//!       with (the context was not set with an API key
-//!             OR g names a scope                       -- so the key carries it
-//!             OR one of the key's scopes covers the action)
+//!       with (the context's credential carries no scopes
+//!             OR g names a scope                       -- so the credential carries it
+//!             OR one of the credential's scopes covers the action)
 //! ```
 //!
 //! A rule matches when every condition it sets holds (an unset condition matches anything):
-//! `tenant_role` is the context's role, `plan` the tenant's plan, `scope` one of the API key's
-//! scopes, `tenant_id` the context's tenant, and `resource` (a pattern) matches the resource
+//! `tenant_role` is the context's role, `plan` the tenant's plan, `scope` one of the credential's
+//! scopes (an API key's, or a token's `scope` claim), `tenant_id` the context's tenant, and `resource` (a pattern) matches the resource
 //! asked about. A question without a resource is one about every resource: a grant limited to
 //! some resources does not answer it, and a deny limited to some resources does (the caller
 //! chooses whether to name a resource, so leaving it out must not escape a deny).
@@ -31,20 +31,15 @@ pub struct Rule {
     pub resource: Option<String>,
 }
 
-/// The API key a context was set with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Key {
-    pub id: String,
-    pub scopes: Vec<String>,
-}
-
 /// Who asks: only what the verified context says.
 #[derive(Clone, Copy, Debug)]
 pub struct Subject<'a> {
     pub tenant_id: &'a str,
     pub role: Option<&'a str>,
     pub plan: Option<&'a str>,
-    pub key: Option<&'a Key>,
+    /// The scopes of the context's credential: an API key's, or a token's `scope` claim; None
+    /// for a credential without scopes (a trusted caller, a token without the claim).
+    pub scopes: Option<&'a [String]>,
 }
 
 /// Why an action was denied (the first term of the formula that failed).
@@ -56,8 +51,8 @@ pub enum Denial {
     DenyRule(i64),
     /// No grant rule matched.
     NoGrant,
-    /// Grants matched, but the API key's scopes do not cover the action.
-    KeyScope,
+    /// Grants matched, but the credential's scopes do not cover the action.
+    Scope,
 }
 
 impl Denial {
@@ -67,7 +62,7 @@ impl Denial {
             Denial::UnknownAction => "the action is not in the catalogue".to_string(),
             Denial::DenyRule(id) => format!("deny rule {id}"),
             Denial::NoGrant => "no grant matches (deny by default)".to_string(),
-            Denial::KeyScope => "the API key's scopes do not cover it".to_string(),
+            Denial::Scope => "the credential's scopes do not cover it".to_string(),
         }
     }
 }
@@ -112,7 +107,7 @@ fn matches(rule: &Rule, subject: &Subject<'_>, resource: Option<&str>) -> bool {
         && same(&rule.tenant_id, Some(subject.tenant_id))
         && match &rule.scope {
             None => true,
-            Some(scope) => subject.key.is_some_and(|key| key.scopes.contains(scope)),
+            Some(scope) => subject.scopes.is_some_and(|scopes| scopes.contains(scope)),
         }
         && resource_matches
 }
@@ -132,18 +127,18 @@ pub fn decide(
     if let Some(deny) = matching().find(|r| r.deny) {
         return Err(Denial::DenyRule(deny.id));
     }
-    let key_covers = subject
-        .key
-        .is_none_or(|key| key.scopes.iter().any(|scope| glob_match(scope, action)));
+    let scopes_cover = subject
+        .scopes
+        .is_none_or(|scopes| scopes.iter().any(|scope| glob_match(scope, action)));
     let mut granted = false;
     for grant in matching().filter(|r| !r.deny) {
-        if key_covers || grant.scope.is_some() {
+        if scopes_cover || grant.scope.is_some() {
             return Ok(grant.id);
         }
         granted = true;
     }
     Err(if granted {
-        Denial::KeyScope
+        Denial::Scope
     } else {
         Denial::NoGrant
     })
@@ -163,14 +158,18 @@ mod unit_tests {
     fn subject<'a>(
         role: Option<&'a str>,
         plan: Option<&'a str>,
-        key: Option<&'a Key>,
+        scopes: Option<&'a [String]>,
     ) -> Subject<'a> {
         Subject {
             tenant_id: "acme",
             role,
             plan,
-            key,
+            scopes,
         }
+    }
+
+    fn scopes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -268,56 +267,52 @@ mod unit_tests {
     }
 
     #[test]
-    fn a_key_needs_a_scope_covering_the_action() {
+    fn a_scoped_credential_needs_a_scope_covering_the_action() {
         let rules = [Rule {
             tenant_role: Some("admin".into()),
             ..grant(1)
         }];
-        let none = Key {
-            id: "k1".into(),
-            scopes: vec![],
-        };
-        let other = Key {
-            id: "k2".into(),
-            scopes: vec!["export:*".into()],
-        };
-        let tools = Key {
-            id: "k3".into(),
-            scopes: vec!["tool:*".into()],
-        };
-        let exact = Key {
-            id: "k4".into(),
-            scopes: vec!["tool:refund".into()],
-        };
-        let d = |key: &Key| {
+        let d = |list: &[&str]| {
+            let scopes = scopes(list);
             decide(
                 Some(&rules),
-                &subject(Some("admin"), None, Some(key)),
+                &subject(Some("admin"), None, Some(&scopes)),
                 "tool:refund",
                 None,
             )
         };
-        assert_eq!(d(&none), Err(Denial::KeyScope));
-        assert_eq!(d(&other), Err(Denial::KeyScope));
-        assert_eq!(d(&tools), Ok(1));
-        assert_eq!(d(&exact), Ok(1));
+        assert_eq!(d(&[]), Err(Denial::Scope));
+        assert_eq!(d(&["export:*"]), Err(Denial::Scope));
+        assert_eq!(d(&["tool:*"]), Ok(1));
+        assert_eq!(d(&["tool:refund"]), Ok(1));
+        assert_eq!(d(&["*"]), Ok(1));
+        // A credential without scopes (a trusted caller, a token without the claim).
+        assert_eq!(
+            decide(
+                Some(&rules),
+                &subject(Some("admin"), None, None),
+                "tool:refund",
+                None
+            ),
+            Ok(1)
+        );
     }
 
     #[test]
-    fn a_grant_by_scope_needs_the_key_to_carry_it() {
+    fn a_grant_by_scope_needs_the_credential_to_carry_it() {
         let rules = [Rule {
             scope: Some("billing".into()),
             ..grant(7)
         }];
-        let billing = Key {
-            id: "k".into(),
-            scopes: vec!["billing".into()],
+        let (billing, other) = (scopes(&["billing"]), scopes(&["support"]));
+        let d = |scopes: Option<&[String]>| {
+            decide(
+                Some(&rules),
+                &subject(None, None, scopes),
+                "tool:refund",
+                None,
+            )
         };
-        let other = Key {
-            id: "k".into(),
-            scopes: vec!["support".into()],
-        };
-        let d = |key| decide(Some(&rules), &subject(None, None, key), "tool:refund", None);
         assert_eq!(d(Some(&billing)), Ok(7));
         assert_eq!(d(Some(&other)), Err(Denial::NoGrant));
         assert_eq!(d(None), Err(Denial::NoGrant));

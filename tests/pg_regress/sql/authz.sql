@@ -397,6 +397,28 @@ SELECT tenant_guard.set_tenant_context_api_key(:'bare_key') \gset ignored_
 SELECT count(*) AS bare_key_may FROM tenant_guard.allowed_actions() a;
 ROLLBACK;
 
+-- Tokens: a scope claim (space-separated) limits a token as scopes limit a key; without the
+-- claim, the role, plan and tenant decide.
+\c - tg_admin
+SELECT tenant_guard.add_token_key('authz-hs', 'HS256', convert_to('regress-authz-hs256-secret-0123456789', 'UTF8'));
+\c - postgres
+SELECT tg_test.hs(tg_test.claims('acme', 'tok', 600, '{"role": "admin", "scope": "tool:send_email billing"}'),
+                  'authz-hs', 'regress-authz-hs256-secret-0123456789') AS scoped_token \gset
+SELECT tg_test.hs(tg_test.claims('acme', 'tok', 600, '{"role": "admin"}'),
+                  'authz-hs', 'regress-authz-hs256-secret-0123456789') AS plain_token \gset
+SELECT tg_test.hs(tg_test.claims('acme', 'tok', 600, '{"role": "admin", "scope": ["tool:*"]}'),
+                  'authz-hs', 'regress-authz-hs256-secret-0123456789') AS malformed_scope_token \gset
+\c - tg_agent
+BEGIN;
+SELECT tenant_guard.set_tenant_context_token(:'scoped_token') \gset ignored_
+SELECT array_agg(a) AS scoped_token_may FROM tenant_guard.allowed_actions() a;
+ROLLBACK;
+BEGIN;
+SELECT tenant_guard.set_tenant_context_token(:'plain_token') \gset ignored_
+SELECT array_agg(a) AS plain_token_may FROM tenant_guard.allowed_actions() a;
+ROLLBACK;
+SELECT tenant_guard.set_tenant_context_token(:'malformed_scope_token');
+
 -- A table whose writes need an action: a CHECK-style trigger, and a policy on a table that
 -- tenant_guard does not protect.
 \c - tg_owner
