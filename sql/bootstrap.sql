@@ -16,6 +16,7 @@ CREATE TABLE tenant_guard.protected_tables (
     user_column      name,       -- user-private rows: the column naming each row's user
     user_all_rows    text[],     -- tenant roles that see and write all of the tenant's rows
     previous_user_default text,  -- the user column's default before tenant_guard replaced it
+    write_action     text,       -- the action INSERT, UPDATE and DELETE need (the action gate)
     protected_by     name        NOT NULL,
     protected_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
 );

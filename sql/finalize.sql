@@ -115,6 +115,7 @@ REVOKE EXECUTE ON FUNCTION
     tenant_guard.remove_table_permissions(regclass, text),
     tenant_guard.enable_user_private_rows(regclass, name, text[]),
     tenant_guard.disable_user_private_rows(regclass),
+    tenant_guard.require_action_for_writes(regclass, text),
     tenant_guard.add_action(text, text),
     tenant_guard.remove_action(text),
     tenant_guard.grant_action(text, text, text, text, text, text),

@@ -333,6 +333,7 @@ fn protect_if_needed(table: &Table) -> Result<()> {
             to_roles: None,
             via: Via::AutoProtect,
             private: None,
+            write_action: None,
         },
     )
 }

@@ -33,8 +33,14 @@ pub const PERMIT_POLICIES: [(&str, &str); 4] = [
 ];
 /// User-private rows (`authz::private_rows`).
 pub const PRIVATE_POLICY: &str = "tenant_guard_private";
+/// The action writes need (`authz::actions::require_action_for_writes`), one per command.
+pub const ACTION_POLICIES: [(&str, &str); 3] = [
+    ("INSERT", "tenant_guard_action_insert"),
+    ("UPDATE", "tenant_guard_action_update"),
+    ("DELETE", "tenant_guard_action_delete"),
+];
 /// Every policy name tenant_guard generates.
-pub const GENERATED_POLICIES: [&str; 7] = [
+pub const GENERATED_POLICIES: [&str; 10] = [
     ISOLATION_POLICY,
     FENCE_POLICY,
     PERMIT_POLICIES[0].1,
@@ -42,6 +48,9 @@ pub const GENERATED_POLICIES: [&str; 7] = [
     PERMIT_POLICIES[2].1,
     PERMIT_POLICIES[3].1,
     PRIVATE_POLICY,
+    ACTION_POLICIES[0].1,
+    ACTION_POLICIES[1].1,
+    ACTION_POLICIES[2].1,
 ];
 /// Marks a user column's default as ours.
 pub const USER_DEFAULT_MARKER: &str = "tenant_guard.required_user_id(";
@@ -186,16 +195,12 @@ pub fn is_permission_shaped(table: &Table, policy: &Policy) -> bool {
         &[unquoted.as_str().into()],
     )
     .unwrap_or_default();
-    let expected = printed_permission(table, command, &roles);
     *policy
-        == Policy {
-            name: policy.name.clone(),
-            permissive: false,
-            roles: vec![pg_sys::InvalidOid],
-            command: permission_command(command).to_string(),
-            using: (*command != "INSERT").then(|| expected.clone()),
-            check: matches!(*command, "INSERT" | "UPDATE").then_some(expected),
-        }
+        == command_policy(
+            &policy.name,
+            command,
+            printed_permission(table, command, &roles),
+        )
 }
 
 /// `pg_policy.polcmd` of a command.
@@ -206,6 +211,45 @@ fn permission_command(command: &str) -> &'static str {
         "UPDATE" => "w",
         _ => "d",
     }
+}
+
+/// A write-action policy's expression: the action gate, once per statement (and the denial
+/// audited).
+fn write_action_sql(action: &str) -> String {
+    format!(
+        "(SELECT tenant_guard.require_action({}))",
+        quote_literal(action)
+    )
+}
+
+fn printed_write_action(action: &str) -> String {
+    format!(
+        "( SELECT tenant_guard.require_action({}::text) AS require_action)",
+        printed_literal(action)
+    )
+}
+
+/// A generated per-command policy: USING for SELECT, UPDATE and DELETE, WITH CHECK for INSERT
+/// and UPDATE, as PostgreSQL applies them.
+fn command_policy(name: &str, command: &str, printed: String) -> Policy {
+    Policy {
+        name: name.to_string(),
+        permissive: false,
+        roles: vec![pg_sys::InvalidOid],
+        command: permission_command(command).to_string(),
+        using: (command != "INSERT").then(|| printed.clone()),
+        check: matches!(command, "INSERT" | "UPDATE").then_some(printed),
+    }
+}
+
+/// `CREATE POLICY` of a generated per-command policy.
+fn command_policy_sql(name: &str, table: &str, command: &str, check: &str) -> String {
+    let clauses = match command {
+        "INSERT" => format!("WITH CHECK ({check})"),
+        "UPDATE" => format!("USING ({check}) WITH CHECK ({check})"),
+        _ => format!("USING ({check})"),
+    };
+    format!("CREATE POLICY {name} ON {table} AS RESTRICTIVE FOR {command} TO PUBLIC {clauses};")
 }
 
 /// The user column's default (`authz::private_rows`): the context's user, always required.
@@ -268,6 +312,7 @@ pub struct Generated<'a> {
     pub permissions: Option<&'a [(&'static str, Vec<String>)]>,
     /// The private rows and the user column's type.
     pub private: Option<(&'a PrivateRows, TenantType)>,
+    pub write_action: Option<&'a str>,
 }
 
 impl Generated<'_> {
@@ -288,14 +333,17 @@ impl Generated<'_> {
                 .map(|(_, p)| *p)
                 .expect("every command has a policy");
             let check = permission_sql(self.table, command, roles);
-            let clauses = match *command {
-                "INSERT" => format!("WITH CHECK ({check})"),
-                "UPDATE" => format!("USING ({check}) WITH CHECK ({check})"),
-                _ => format!("USING ({check})"),
-            };
-            ddl.push_str(&format!(
-                "CREATE POLICY {policy} ON {name} AS RESTRICTIVE FOR {command} TO PUBLIC {clauses};"
-            ));
+            ddl.push_str(&command_policy_sql(policy, &name, command, &check));
+        }
+        if let Some(action) = self.write_action {
+            for (command, policy) in ACTION_POLICIES {
+                ddl.push_str(&command_policy_sql(
+                    policy,
+                    &name,
+                    command,
+                    &write_action_sql(action),
+                ));
+            }
         }
         if let Some((private, kind)) = self.private {
             let predicate = private_sql(self.table, private, kind);
@@ -409,14 +457,16 @@ pub fn of(table: &Table) -> Expected {
                 .find(|(c, _)| *c == command)
                 .map(|(_, p)| *p)
                 .expect("every command has a policy");
-            expected.policies.push(Policy {
-                name: name.to_string(),
-                permissive: false,
-                roles: vec![pg_sys::InvalidOid],
-                command: permission_command(command).to_string(),
-                using: (command != "INSERT").then(|| printed.clone()),
-                check: matches!(command, "INSERT" | "UPDATE").then_some(printed),
-            });
+            expected
+                .policies
+                .push(command_policy(name, command, printed));
+        }
+        if let Some(action) = &entry.write_action {
+            for (command, name) in ACTION_POLICIES {
+                expected
+                    .policies
+                    .push(command_policy(name, command, printed_write_action(action)));
+            }
         }
         if let Some(private) = &entry.private {
             let user_kind = Column::lookup(table.oid, &private.column)

@@ -72,6 +72,8 @@ pub struct Protection {
     pub to_roles: Option<Vec<pg_sys::Oid>>,
     pub via: Via,
     pub private: Option<PrivateRows>,
+    /// The action every write needs (`authz::actions::require_action_for_writes`).
+    pub write_action: Option<String>,
 }
 
 /// A registry row.
@@ -86,6 +88,7 @@ pub struct Registered {
     pub via: Via,
     pub private: Option<PrivateRows>,
     pub previous_user_default: Option<String>,
+    pub write_action: Option<String>,
 }
 
 impl Registered {
@@ -97,6 +100,7 @@ impl Registered {
             to_roles: self.to_roles.clone(),
             via: self.via,
             private: self.private.clone(),
+            write_action: self.write_action.clone(),
         }
     }
 }
@@ -105,7 +109,8 @@ pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
     select_row(
         "SELECT tenant_column::pg_catalog.text, tenant_type::pg_catalog.oid,
                 to_roles::pg_catalog.oid[], parent::pg_catalog.oid, previous_default,
-                protected_via, user_column::pg_catalog.text, user_all_rows, previous_user_default
+                protected_via, user_column::pg_catalog.text, user_all_rows, previous_user_default,
+                write_action
            FROM tenant_guard.protected_tables
           WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
         &[relid.into()],
@@ -125,6 +130,7 @@ pub fn registered(relid: pg_sys::Oid) -> Option<Registered> {
                     None => None,
                 },
                 previous_user_default: row.get(9)?,
+                write_action: row.get(10)?,
             })
         },
     )
@@ -313,6 +319,7 @@ struct ProtectionKey {
     private: Option<PrivateRows>,
     /// The permissions of the table it belongs to.
     permissions: Option<Vec<(&'static str, Vec<String>)>>,
+    write_action: Option<String>,
 }
 
 fn protection_key(relid: pg_sys::Oid) -> Option<ProtectionKey> {
@@ -324,6 +331,7 @@ fn protection_key(relid: pg_sys::Oid) -> Option<ProtectionKey> {
         to_roles: entry.to_roles,
         private: entry.private,
         permissions,
+        write_action: entry.write_action,
     })
 }
 
@@ -342,6 +350,7 @@ impl ProtectionKey {
             && roles
             && (child.private.is_none() || self.private == child.private)
             && (child.permissions.is_none() || self.permissions == child.permissions)
+            && (child.write_action.is_none() || self.write_action == child.write_action)
     }
 }
 
@@ -609,12 +618,12 @@ fn apply_as_standard(
             "INSERT INTO tenant_guard.protected_tables AS p
                     (relid, tenant_column, tenant_type, to_roles, parent, protected_via,
                      previous_default, protected_by, user_column, user_all_rows,
-                     previous_user_default)
+                     previous_user_default, write_action)
              VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.name,
                      $3::pg_catalog.oid::pg_catalog.regtype,
                      $4::pg_catalog.oid[]::pg_catalog.regrole[],
                      $5::pg_catalog.oid::pg_catalog.regclass, $6, $7, $8::pg_catalog.name,
-                     $9::pg_catalog.name, $10, $11)
+                     $9::pg_catalog.name, $10, $11, $12)
              ON CONFLICT (relid) DO UPDATE
                 SET tenant_column = excluded.tenant_column, tenant_type = excluded.tenant_type,
                     to_roles = excluded.to_roles, parent = excluded.parent,
@@ -622,7 +631,8 @@ fn apply_as_standard(
                     previous_default = excluded.previous_default,
                     protected_by = excluded.protected_by, protected_at = pg_catalog.now(),
                     user_column = excluded.user_column, user_all_rows = excluded.user_all_rows,
-                    previous_user_default = excluded.previous_user_default",
+                    previous_user_default = excluded.previous_user_default,
+                    write_action = excluded.write_action",
             &[
                 table.oid.into(),
                 column.name.as_str().into(),
@@ -639,6 +649,7 @@ fn apply_as_standard(
                     .map(|p| p.all_rows.clone())
                     .into(),
                 previous_user_default.into(),
+                protection.write_action.clone().into(),
             ],
         )?;
         Spi::run_with_args(
@@ -694,6 +705,7 @@ fn apply_as_standard(
                     TenantType::from_oid(c.type_oid).unwrap_or(TenantType::Text),
                 )
             }),
+        write_action: protection.write_action.as_deref(),
     };
     ddl.push_str(&generated.ddl());
     if protection.create_index && !has_tenant_index(table, column) {
@@ -727,6 +739,20 @@ pub fn reapply(table: &Table) -> Result<()> {
         )
     })?;
     protect(table, &entry.protection())
+}
+
+/// Make every write to a protected table need an action (`Some`), or none (`None`).
+pub fn set_write_action(table: &Table, write_action: Option<String>) -> Result<()> {
+    let Some(entry) = registered(table.oid) else {
+        return Ok(());
+    };
+    protect(
+        table,
+        &Protection {
+            write_action,
+            ..entry.protection()
+        },
+    )
 }
 
 /// Make a protected table's rows private to their users (`Some`), or not (`None`).
@@ -895,6 +921,7 @@ pub fn enable_tenant_rls(
             via: Via::EnableTenantRls,
             // Re-running keeps the table's user-private rows.
             private: registered(table.oid).and_then(|entry| entry.private),
+            write_action: registered(table.oid).and_then(|entry| entry.write_action),
         },
     )
 }
@@ -1000,6 +1027,7 @@ pub fn protect_tenant_tables(
                 to_roles: None,
                 via: Via::ProtectTenantTables,
                 private: None,
+                write_action: None,
             },
         )?;
         protected.push(RegClass(oid));

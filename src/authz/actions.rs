@@ -12,9 +12,13 @@
 use super::decision::{self, Denial, Rule, Subject};
 use super::denial;
 use crate::auth::{self, cache::cached, cache::EpochCache, read};
+use crate::catalog::{Registry, Table};
 use crate::context;
 use crate::error::{self, Result};
+use crate::guard::OwnDdl;
+use crate::policy;
 use crate::privilege;
+use crate::sqltypes::RegClass;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -317,6 +321,36 @@ mod trigger {
         }
         Ok(trigger.new().or_else(|| trigger.old()))
     }
+}
+
+/// Make every INSERT, UPDATE and DELETE on a protected table (and its partitions) need
+/// `action` (NULL: none): RESTRICTIVE policies `tenant_guard_action_{insert,update,delete}`
+/// calling `require_action` once per statement, generated and guarded like the table's other
+/// policies, so the table's owner cannot drop them. For the table's owner.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn require_action_for_writes(tbl: Option<RegClass>, action: Option<&str>) -> Result<()> {
+    let table = Table::from_argument(tbl)?;
+    policy::check_protectable(&table)?;
+    let Some(entry) = policy::registered(table.oid) else {
+        return Err(error::invalid_state(
+            format!("tenant_guard: {} is not protected", table.qualified()),
+            "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
+        ));
+    };
+    if let Some(parent) = entry.parent {
+        return Err(Registry::Protection.partition_error(&table, parent));
+    }
+    let action = match action {
+        None => None,
+        Some(action) => {
+            let action = validate_action(Some(action))?;
+            require_catalogued(action)?;
+            Some(action.to_string())
+        }
+    };
+    let _ours = OwnDdl::start();
+    policy::set_write_action(&table, action)
 }
 
 // --- administration ------------------------------------------------------------------------

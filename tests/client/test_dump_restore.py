@@ -36,6 +36,9 @@ SET ROLE tg_owner;
 CREATE TABLE shop.notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, owner_id text NOT NULL, body text);
 RESET ROLE;
 SELECT tenant_guard.enable_user_private_rows('shop.notes', 'owner_id', '{admin}');
+SELECT tenant_guard.add_action('notes:write');
+SELECT tenant_guard.grant_action('notes:write', tenant_role => 'member');
+SELECT tenant_guard.require_action_for_writes('shop.notes', 'notes:write');
 """
 
 STATE_QUERIES = {
@@ -52,8 +55,9 @@ STATE_QUERIES = {
                     WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'shop'::regnamespace)
                     ORDER BY 1, 2""",
     "registry": """SELECT relid::text, tenant_column, tenant_type::text, to_roles::text, parent::text, protected_via,
-                          user_column, user_all_rows, previous_user_default
+                          user_column, user_all_rows, previous_user_default, write_action
                      FROM tenant_guard.protected_tables ORDER BY 1""",
+    "action_rules": "SELECT action, effect, tenant_role FROM tenant_guard.action_rules ORDER BY id",
     "permissions": "SELECT relid::text, tenant_role, commands FROM tenant_guard.table_permissions ORDER BY 1, 2",
     "notes": "SELECT tenant_id, owner_id, body FROM shop.notes ORDER BY id",
     "excluded": "SELECT relid::text FROM tenant_guard.excluded_tables ORDER BY 1",
@@ -82,15 +86,15 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
                 app.execute("SELECT tenant_guard.set_tenant_context(%s)", (tenant,))
                 app.execute("INSERT INTO shop.orders (item) VALUES (%s), (%s)", (f"{tenant}-1", f"{tenant}-2"))
             with app.transaction():
-                app.execute("SELECT tenant_guard.set_tenant_context(%s, 'alice')", (tenant,))
+                app.execute("SELECT tenant_guard.set_tenant_context(%s, 'alice', 'member')", (tenant,))
                 app.execute("INSERT INTO shop.notes (body) VALUES (%s)", (f"{tenant}: alice's note",))
     with plain_cluster.connect(user="postgres", dbname="tg_dump_src") as admin:
         anchors = {tenant: admin.execute("SELECT * FROM tenant_guard.audit_chain_head(%s)", (tenant,)).fetchone()
                    for tenant in ("acme", "globex")}
     before = state(plain_cluster, "tg_dump_src")
     # orders, orders_archive, events, events_2026, members, notes: 2 each; the events tables 4
-    # permission policies each; notes its private-rows policy.
-    assert len(before["policies"]) == 2 * 6 + 2 * 4 + 1
+    # permission policies each; notes its private-rows policy and 3 write-action policies.
+    assert len(before["policies"]) == 2 * 6 + 2 * 4 + 1 + 3
     assert len(before["permissions"]) == 2 and len(before["notes"]) == 2
     assert before["excluded"] == [("shop.scratch",)]
     assert len(before["audit_log"]) == 4 and all(row[9] is not None for row in before["audit_log"])
@@ -131,12 +135,17 @@ def test_dump_and_restore_keep_the_protection(plain_cluster, tmp_path):
         with app.transaction():
             app.execute("SELECT tenant_guard.set_tenant_context('acme', 'alice', 'member')")
             assert app.execute("SELECT body FROM shop.notes").fetchall() == [("acme: alice's note",)]
+        # Writes to notes still need the action: a viewer has no grant.
+        with pytest.raises(errors.InsufficientPrivilege):
+            with app.transaction():
+                app.execute("SELECT tenant_guard.set_tenant_context('acme', 'alice', 'viewer')")
+                app.execute("INSERT INTO shop.notes (body) VALUES ('no grant')")
     # The restored database audits (and chains) again, after the restored rows.
     with plain_cluster.connect(dbname="tg_dump_dst") as app:
         with app.transaction():
             app.execute("SELECT tenant_guard.set_tenant_context('acme')")
             app.execute("INSERT INTO shop.orders (item) VALUES ('acme-3')")
-            assert app.execute("SELECT count(*) FROM tenant_guard.audit_log").fetchone() == (3,)
+            assert app.execute("SELECT count(*) FROM tenant_guard.audit_log WHERE schema_name = 'shop'").fetchone() == (3,)
     # The restored database protects new tables again, and its guard refuses tampering again.
     with plain_cluster.connect(user="tg_owner", dbname="tg_dump_dst") as owner:
         owner.execute("CREATE TABLE shop.after_restore (tenant_id text)")

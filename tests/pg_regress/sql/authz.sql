@@ -6,7 +6,8 @@ GRANT EXECUTE ON FUNCTION
     tenant_guard.set_table_permissions(regclass, text, text[]),
     tenant_guard.remove_table_permissions(regclass, text),
     tenant_guard.enable_user_private_rows(regclass, name, text[]),
-    tenant_guard.disable_user_private_rows(regclass)
+    tenant_guard.disable_user_private_rows(regclass),
+    tenant_guard.require_action_for_writes(regclass, text)
 TO tg_owner;
 -- Waits (up to 10 s) until the audit log holds n denials: a background worker writes them.
 CREATE FUNCTION tg_test.wait_for_denials(n int) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -419,11 +420,22 @@ SELECT array_agg(a) AS plain_token_may FROM tenant_guard.allowed_actions() a;
 ROLLBACK;
 SELECT tenant_guard.set_tenant_context_token(:'malformed_scope_token');
 
--- A table whose writes need an action: a CHECK-style trigger, and a policy on a table that
--- tenant_guard does not protect.
+-- A protected table whose writes need an action: generated policies, guarded like the others.
 \c - tg_owner
 CREATE TABLE app.refunds (id serial PRIMARY KEY, tenant_id text NOT NULL, amount numeric NOT NULL);
-CREATE TRIGGER refunds_need_the_tool BEFORE INSERT OR UPDATE OR DELETE ON app.refunds
+SELECT tenant_guard.require_action_for_writes('app.refunds', 'tool:refund');
+SELECT polname, polcmd, pg_get_expr(polqual, polrelid) AS using_expr
+  FROM pg_policy WHERE polrelid = 'app.refunds'::regclass AND polname LIKE 'tenant_guard_action%' ORDER BY 1;
+DROP POLICY tenant_guard_action_insert ON app.refunds;
+ALTER POLICY tenant_guard_action_delete ON app.refunds USING (true);
+SELECT tenant_guard.require_action_for_writes(NULL, 'tool:refund');
+SELECT tenant_guard.require_action_for_writes('app.refunds', 'tool:unknown');
+SELECT tenant_guard.require_action_for_writes('app.refunds', 'tool:x''; DROP TABLE app.refunds; --');
+SELECT tenant_guard.require_action_for_writes('app.unprotected', 'tool:refund');
+SELECT write_action FROM tenant_guard.protected_tables WHERE relid = 'app.refunds'::regclass;
+-- Gates on tables tenant_guard does not protect: a CHECK-style trigger, and a policy.
+CREATE TABLE app.payouts (id serial PRIMARY KEY, amount numeric NOT NULL);
+CREATE TRIGGER payouts_need_the_tool BEFORE INSERT OR UPDATE OR DELETE ON app.payouts
     FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.require_action_trigger('tool:refund');
 CREATE TABLE app.misconfigured (id int);
 CREATE TRIGGER no_action BEFORE INSERT ON app.misconfigured
@@ -438,6 +450,7 @@ CREATE POLICY exports_need_the_action ON app.exports
 BEGIN;
 SELECT tenant_guard.set_tenant_context('acme', 'ada', 'admin') \gset ignored_
 INSERT INTO app.refunds (amount) VALUES (10);
+INSERT INTO app.payouts (amount) VALUES (10);
 INSERT INTO app.exports (what) VALUES ('by the admin of acme');
 SELECT what FROM app.exports;
 COMMIT;
@@ -448,6 +461,10 @@ SELECT count(*) FROM app.refunds;
 SAVEPOINT s;
 INSERT INTO app.refunds (amount) VALUES (20);
 ROLLBACK TO s;
+UPDATE app.refunds SET amount = 0;
+ROLLBACK TO s;
+INSERT INTO app.payouts (amount) VALUES (20);
+ROLLBACK TO s;
 SELECT what FROM app.exports;
 INSERT INTO app.exports (what) VALUES ('by a member');
 ROLLBACK;
@@ -455,7 +472,7 @@ ROLLBACK;
 -- Denials are in the audit log, written by a background worker (so they outlive the
 -- transaction the denial rolled back), chained, and readable by their own tenant only.
 \c - postgres
-SELECT tg_test.wait_for_denials(9);
+SELECT tg_test.wait_for_denials(11);
 SELECT tenant_id, regexp_replace(user_id, '^api_key:.*', 'api_key:<id>') AS user_id, tenant_role, db_role, schema_name, table_name, op, pk,
        new_row ->> 'reason' AS reason, new_row ->> 'resource' AS resource, chain_seq IS NOT NULL AS chained
   FROM tenant_guard.audit_log WHERE op = 'DENIED' ORDER BY occurred_at, id;
