@@ -304,8 +304,28 @@ pub fn check_parents(table: &Table) -> Result<()> {
     if registered(table.oid).is_none() {
         return Ok(());
     }
-    for parent in table.parents() {
-        require_covering_protection(table, parent)?;
+    let parents = table.parents();
+    for parent in &parents {
+        require_covering_protection(table, *parent)?;
+        // With several parents, the table is protected through one of them: it must also be
+        // no less strict than each other one, or its rows would join that parent's scans
+        // without that parent's write action, permissions or private rows.
+        if parents.len() > 1 {
+            let mutual = match (protection_key(table.oid), protection_key(*parent)) {
+                (Some(child), Some(parent)) => child.covers(&parent),
+                _ => false,
+            };
+            if !mutual {
+                return Err(error::forbidden(
+                    format!(
+                        "tenant_guard: protected table {} inherits from tables protected differently",
+                        table.qualified()
+                    ),
+                    "A table with several parents must be protected exactly as each of them \
+                     (tenant column, roles, user-private rows, permissions, write action).",
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -326,17 +326,29 @@ pub fn verify(
         text_claim(&payload, "trace_id"),
         text_claim(&payload, "locale"),
         text_claim(&payload, "jti"),
-        text_claim(&payload, "scope"),
+        match payload.get("scope") {
+            // Present but null would read as "no scopes", which is unrestricted.
+            Some(Value::Null) => Err(()),
+            _ => text_claim(&payload, "scope"),
+        },
     );
     let (Ok(user), Ok(role), Ok(trace), Ok(locale), Ok(jti), Ok(scope)) = texts else {
         return refuse("malformed claims", kid);
     };
-    let scopes: Option<Vec<String>> =
-        scope.map(|scope| scope.split_whitespace().map(str::to_string).collect());
-    if scopes
-        .as_ref()
-        .is_some_and(|s| s.len() > 100 || s.iter().any(|s| s.len() > 255))
-    {
+    // RFC 6749: scopes separated by single spaces; any other whitespace or control character
+    // makes the claim malformed.
+    let scopes: Option<Vec<String>> = scope.map(|scope| {
+        scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    if scopes.as_ref().is_some_and(|s| {
+        s.len() > 100
+            || s.iter()
+                .any(|s| s.len() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    }) {
         return refuse("malformed claims", kid);
     }
     let claims = Claims {

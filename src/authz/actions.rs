@@ -154,6 +154,15 @@ impl Question {
     /// The verified context, after pending invalidations (a grant changed elsewhere counts
     /// from now on) and the credential check every use of a context makes.
     fn ask() -> Result<Question> {
+        // A parallel worker has no credential (its scopes, its expiry): it cannot ask. The
+        // questions are PARALLEL RESTRICTED; a wrapper declared otherwise fails closed here.
+        if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+            return Err(error::forbidden(
+                "tenant_guard: the action gate cannot be asked from a parallel worker",
+                "Do not wrap authorize/require_action/allowed_actions in a function declared \
+                 PARALLEL SAFE.",
+            ));
+        }
         unsafe { pg_sys::AcceptInvalidationMessages() };
         let Some(tenant) = context::tenant_in_use()? else {
             return Ok(Question {
@@ -349,8 +358,40 @@ pub fn require_action_for_writes(tbl: Option<RegClass>, action: Option<&str>) ->
             Some(action.to_string())
         }
     };
+    let gated = action.is_some();
     let _ours = OwnDdl::start();
-    policy::set_write_action(&table, action)
+    policy::set_write_action(&table, action)?;
+    if gated {
+        warn_referential_actions(&table);
+    }
+    Ok(())
+}
+
+/// Foreign keys of `table` whose ON DELETE / ON UPDATE action writes to it: PostgreSQL runs
+/// those writes as the table's owner without row level security, so they skip the write
+/// action (and every policy of the table).
+fn warn_referential_actions(table: &Table) {
+    let cascading = crate::catalog::select_column::<String>(
+        "SELECT pg_catalog.quote_ident(conname::pg_catalog.text) FROM pg_catalog.pg_constraint
+          WHERE conrelid OPERATOR(pg_catalog.=) $1 AND contype OPERATOR(pg_catalog.=) 'f'
+            AND (confdeltype OPERATOR(pg_catalog.<>) ALL ('{a,r}'::pg_catalog.\"char\"[])
+                 OR confupdtype OPERATOR(pg_catalog.<>) ALL ('{a,r}'::pg_catalog.\"char\"[]))
+          ORDER BY 1",
+        &[table.oid.into()],
+    );
+    if !cascading.is_empty() {
+        error::warn(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "tenant_guard: foreign keys of {} cascade or set values ({}): those writes skip its write action",
+                table.qualified(),
+                cascading.join(", ")
+            ),
+            "PostgreSQL performs referential actions as the table's owner without row level \
+             security. Use ON DELETE/UPDATE NO ACTION or RESTRICT on tables whose writes need an \
+             action.",
+        );
+    }
 }
 
 // --- administration ------------------------------------------------------------------------

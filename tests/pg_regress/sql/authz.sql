@@ -419,6 +419,14 @@ SELECT tenant_guard.set_tenant_context_token(:'plain_token') \gset ignored_
 SELECT array_agg(a) AS plain_token_may FROM tenant_guard.allowed_actions() a;
 ROLLBACK;
 SELECT tenant_guard.set_tenant_context_token(:'malformed_scope_token');
+\c - postgres
+SELECT tg_test.hs(tg_test.claims('acme', 'tok', 600, '{"role": "admin", "scope": null}'),
+                  'authz-hs', 'regress-authz-hs256-secret-0123456789') AS null_scope_token \gset
+SELECT tg_test.hs(tg_test.claims('acme', 'tok', 600, jsonb_build_object('role', 'admin', 'scope', E'tool:send_email\u00a0tool:refund')),
+                  'authz-hs', 'regress-authz-hs256-secret-0123456789') AS nbsp_scope_token \gset
+\c - tg_agent
+SELECT tenant_guard.set_tenant_context_token(:'null_scope_token');
+SELECT tenant_guard.set_tenant_context_token(:'nbsp_scope_token');
 
 -- A protected table whose writes need an action: generated policies, guarded like the others.
 \c - tg_owner
@@ -433,6 +441,24 @@ SELECT tenant_guard.require_action_for_writes('app.refunds', 'tool:unknown');
 SELECT tenant_guard.require_action_for_writes('app.refunds', 'tool:x''; DROP TABLE app.refunds; --');
 SELECT tenant_guard.require_action_for_writes('app.unprotected', 'tool:refund');
 SELECT write_action FROM tenant_guard.protected_tables WHERE relid = 'app.refunds'::regclass;
+-- Referential actions run as the owner without row level security: gating a table whose
+-- foreign keys cascade into it warns.
+ALTER TABLE app.refunds ADD UNIQUE (tenant_id, id);
+CREATE TABLE app.refund_lines (id serial PRIMARY KEY, tenant_id text NOT NULL, refund_id int,
+    FOREIGN KEY (tenant_id, refund_id) REFERENCES app.refunds (tenant_id, id) ON DELETE CASCADE);
+SELECT tenant_guard.require_action_for_writes('app.refund_lines', 'tool:refund');
+DROP TABLE app.refund_lines;
+-- With several parents, a table must be protected exactly as each: whichever it is protected
+-- through, it may not carry rows into the other's scans past that one's write action.
+CREATE TABLE app.mp_plain (tenant_id text NOT NULL, v int);
+CREATE TABLE app.mp_gated (tenant_id text NOT NULL, v int);
+SELECT tenant_guard.require_action_for_writes('app.mp_gated', 'tool:refund');
+CREATE TABLE app.mp_child (tenant_id text NOT NULL, v int);
+ALTER TABLE app.mp_child INHERIT app.mp_plain;
+ALTER TABLE app.mp_child INHERIT app.mp_gated;
+SELECT count(*) AS gated_parents FROM pg_inherits WHERE inhrelid = 'app.mp_child'::regclass
+   AND inhparent = 'app.mp_gated'::regclass;
+DROP TABLE app.mp_child, app.mp_plain, app.mp_gated;
 -- Gates on tables tenant_guard does not protect: a CHECK-style trigger, and a policy.
 CREATE TABLE app.payouts (id serial PRIMARY KEY, amount numeric NOT NULL);
 CREATE TRIGGER payouts_need_the_tool BEFORE INSERT OR UPDATE OR DELETE ON app.payouts
