@@ -203,6 +203,15 @@ pub fn is_permission_shaped(table: &Table, policy: &Policy) -> bool {
         )
 }
 
+/// The permission policy of a command (one of `permissions::COMMANDS`).
+fn permit_policy(command: &str) -> &'static str {
+    PERMIT_POLICIES
+        .iter()
+        .find(|(c, _)| *c == command)
+        .map(|(_, policy)| *policy)
+        .expect("every command has a permission policy")
+}
+
 /// `pg_policy.polcmd` of a command.
 fn permission_command(command: &str) -> &'static str {
     match command {
@@ -327,11 +336,7 @@ impl Generated<'_> {
             roles = self.to_roles
         );
         for (command, roles) in self.permissions.unwrap_or_default() {
-            let policy = PERMIT_POLICIES
-                .iter()
-                .find(|(c, _)| c == command)
-                .map(|(_, p)| *p)
-                .expect("every command has a policy");
+            let policy = permit_policy(command);
             let check = permission_sql(self.table, command, roles);
             ddl.push_str(&command_policy_sql(policy, &name, command, &check));
         }
@@ -452,11 +457,7 @@ pub fn of(table: &Table) -> Expected {
         let top = entry.parent.unwrap_or(table.oid);
         for (command, roles) in permissions::roles_by_command(top).unwrap_or_default() {
             let printed = printed_permission(table, command, &roles);
-            let name = PERMIT_POLICIES
-                .iter()
-                .find(|(c, _)| *c == command)
-                .map(|(_, p)| *p)
-                .expect("every command has a policy");
+            let name = permit_policy(command);
             expected
                 .policies
                 .push(command_policy(name, command, printed));

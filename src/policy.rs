@@ -749,44 +749,35 @@ fn apply_as_standard(
     Ok(())
 }
 
-/// Apply a protected table's registered protection again (its permissions or user-private
-/// rows changed), to it and its partitions and children.
-pub fn reapply(table: &Table) -> Result<()> {
+/// A protected top-level table named by an argument, with its registry entry: 55000 for one
+/// that is not protected, and for a partition or child (its settings are its parent's).
+pub fn protected_top(tbl: Option<RegClass>) -> Result<(Table, Registered)> {
+    let table = Table::from_argument(tbl)?;
+    check_protectable(&table)?;
+    let Some(entry) = registered(table.oid) else {
+        return Err(error::invalid_state(
+            format!("tenant_guard: {} is not protected", table.qualified()),
+            "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
+        ));
+    };
+    if let Some(parent) = entry.parent {
+        return Err(Registry::Protection.partition_error(&table, parent));
+    }
+    Ok((table, entry))
+}
+
+/// Apply a protected table's registered protection again, after `change` (permissions,
+/// user-private rows or the write action changed), to it and its partitions and children.
+pub fn reprotect(table: &Table, change: impl FnOnce(&mut Protection)) -> Result<()> {
     let entry = registered(table.oid).ok_or_else(|| {
         error::invalid_state(
             format!("tenant_guard: {} is not protected", table.qualified()),
             "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
         )
     })?;
-    protect(table, &entry.protection())
-}
-
-/// Make every write to a protected table need an action (`Some`), or none (`None`).
-pub fn set_write_action(table: &Table, write_action: Option<String>) -> Result<()> {
-    let Some(entry) = registered(table.oid) else {
-        return Ok(());
-    };
-    protect(
-        table,
-        &Protection {
-            write_action,
-            ..entry.protection()
-        },
-    )
-}
-
-/// Make a protected table's rows private to their users (`Some`), or not (`None`).
-pub fn set_private_rows(table: &Table, private: Option<PrivateRows>) -> Result<()> {
-    let Some(entry) = registered(table.oid) else {
-        return Ok(());
-    };
-    protect(
-        table,
-        &Protection {
-            private,
-            ..entry.protection()
-        },
-    )
+    let mut protection = entry.protection();
+    change(&mut protection);
+    protect(table, &protection)
 }
 
 /// Remove protection from a table and the partitions protected through it.

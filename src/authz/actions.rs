@@ -12,7 +12,7 @@
 use super::decision::{self, Denial, Rule, Subject};
 use super::denial;
 use crate::auth::{self, cache::cached, cache::EpochCache, read};
-use crate::catalog::{Registry, Table};
+use crate::catalog::Table;
 use crate::context;
 use crate::error::{self, Result};
 use crate::guard::OwnDdl;
@@ -339,17 +339,7 @@ mod trigger {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn require_action_for_writes(tbl: Option<RegClass>, action: Option<&str>) -> Result<()> {
-    let table = Table::from_argument(tbl)?;
-    policy::check_protectable(&table)?;
-    let Some(entry) = policy::registered(table.oid) else {
-        return Err(error::invalid_state(
-            format!("tenant_guard: {} is not protected", table.qualified()),
-            "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
-        ));
-    };
-    if let Some(parent) = entry.parent {
-        return Err(Registry::Protection.partition_error(&table, parent));
-    }
+    let (table, _) = policy::protected_top(tbl)?;
     let action = match action {
         None => None,
         Some(action) => {
@@ -360,7 +350,7 @@ pub fn require_action_for_writes(tbl: Option<RegClass>, action: Option<&str>) ->
     };
     let gated = action.is_some();
     let _ours = OwnDdl::start();
-    policy::set_write_action(&table, action)?;
+    policy::reprotect(&table, |protection| protection.write_action = action)?;
     if gated {
         warn_referential_actions(&table);
     }

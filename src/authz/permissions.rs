@@ -12,7 +12,7 @@
 //! table, say) returns nothing either way. A table without permissions has no such policies;
 //! a table with some denies every role not listed, and a context without a role.
 
-use crate::catalog::{self, Registry, Table};
+use crate::catalog::{self, Table};
 use crate::context;
 use crate::error::{self, Result};
 use crate::guard::OwnDdl;
@@ -107,22 +107,6 @@ fn command_list(commands: Option<Vec<Option<String>>>) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The protected top-level table `tbl` names (its permissions cover its partitions).
-fn protected_top(tbl: Option<RegClass>) -> Result<Table> {
-    let table = Table::from_argument(tbl)?;
-    policy::check_protectable(&table)?;
-    match policy::registered(table.oid) {
-        None => Err(error::invalid_state(
-            format!("tenant_guard: {} is not protected", table.qualified()),
-            "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
-        )),
-        Some(entry) => match entry.parent {
-            Some(parent) => Err(Registry::Protection.partition_error(&table, parent)),
-            None => Ok(table),
-        },
-    }
-}
-
 /// Let `tenant_role` run `commands` (SELECT, INSERT, UPDATE, DELETE, ALL) on a protected table
 /// and its partitions; roles not listed for a command are denied it. Replaces the role's
 /// earlier commands. For the table's owner (like enable_tenant_rls).
@@ -133,7 +117,7 @@ pub fn set_table_permissions(
     tenant_role: Option<&str>,
     commands: Option<Vec<Option<String>>>,
 ) -> Result<()> {
-    let table = protected_top(tbl)?;
+    let (table, _) = policy::protected_top(tbl)?;
     let Some(role) = tenant_role else {
         return Err(error::malformed(
             "tenant_guard: tenant_role must not be NULL",
@@ -160,7 +144,7 @@ pub fn set_table_permissions(
     })
     .map_err(error::internal)?;
     let _ours = OwnDdl::start();
-    policy::reapply(&table)
+    policy::reprotect(&table, |_| {})
 }
 
 /// Remove a role's permissions on a table (NULL: every role's, which lifts the per-role
@@ -171,7 +155,7 @@ pub fn remove_table_permissions(
     tbl: Option<RegClass>,
     tenant_role: default!(Option<&str>, "NULL"),
 ) -> Result<()> {
-    let table = protected_top(tbl)?;
+    let (table, _) = policy::protected_top(tbl)?;
     privilege::as_extension_owner(|| {
         Spi::run_with_args(
             "DELETE FROM tenant_guard.table_permissions
@@ -182,7 +166,7 @@ pub fn remove_table_permissions(
     })
     .map_err(error::internal)?;
     let _ours = OwnDdl::start();
-    policy::reapply(&table)
+    policy::reprotect(&table, |_| {})
 }
 
 /// Give `to` the permissions of `from` (a partition detached from its protected table keeps

@@ -63,17 +63,7 @@ pub fn enable_user_private_rows(
     user_column: default!(Option<Name>, "'owner_id'"),
     all_rows_roles: default!(Option<Vec<Option<String>>>, "'{}'"),
 ) -> Result<()> {
-    let table = Table::from_argument(tbl)?;
-    policy::check_protectable(&table)?;
-    let Some(entry) = policy::registered(table.oid) else {
-        return Err(error::invalid_state(
-            format!("tenant_guard: {} is not protected", table.qualified()),
-            "Protect it first: SELECT tenant_guard.enable_tenant_rls('<table>');",
-        ));
-    };
-    if let Some(parent) = entry.parent {
-        return Err(Registry::Protection.partition_error(&table, parent));
-    }
+    let (table, entry) = policy::protected_top(tbl)?;
     let Some(Name(name)) = user_column else {
         return Err(error::malformed(
             "tenant_guard: user_column must not be NULL",
@@ -83,13 +73,12 @@ pub fn enable_user_private_rows(
     let column = lookup_user_column(&table, &name, &entry.column)?;
     let all_rows = super::role_list("all_rows_roles", all_rows_roles)?;
     let _ours = OwnDdl::start();
-    policy::set_private_rows(
-        &table,
-        Some(PrivateRows {
+    policy::reprotect(&table, |protection| {
+        protection.private = Some(PrivateRows {
             column: column.name.clone(),
             all_rows,
-        }),
-    )?;
+        })
+    })?;
     // Reads of one user's rows use an index led by (tenant, user) when there is one.
     policy::ensure_index(&table, &[&entry.column, &column.name])
 }
@@ -108,7 +97,7 @@ pub fn disable_user_private_rows(tbl: Option<RegClass>) -> Result<()> {
         return Err(Registry::Protection.partition_error(&table, parent));
     }
     let _ours = OwnDdl::start();
-    policy::set_private_rows(&table, None)
+    policy::reprotect(&table, |protection| protection.private = None)
 }
 
 fn role_in(roles: &Option<Vec<Option<String>>>) -> bool {
