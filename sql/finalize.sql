@@ -140,3 +140,14 @@ BEGIN
     END LOOP;
 END $$;
 REVOKE EXECUTE ON FUNCTION tenant_guard.auth_table_changed() FROM PUBLIC;
+
+-- The self-check and the test helpers (src/check). check() lists the configuration's weak
+-- points, a map for an attacker: for the DBA and the roles it grants it to (a CI role). The
+-- isolation assertion acts with any tenant's context (it checks inside that its caller could do
+-- the same). reapply_protection is for table owners, granted like enable_tenant_rls.
+REVOKE EXECUTE ON FUNCTION
+    tenant_guard.check(),
+    tenant_guard.assert_no_findings(text),
+    tenant_guard.assert_tenant_isolation(regclass, name, text, text),
+    tenant_guard.reapply_protection(regclass)
+FROM PUBLIC;

@@ -66,6 +66,21 @@ unsafe extern "C-unwind" fn end_of_transaction(
     }
 }
 
+/// Run `f` with the transaction's tenant binding set aside and put back afterwards (also when
+/// `f` unwinds): `assert_tenant_isolation` acts for two tenants in probes it rolls back, which
+/// must not bind the caller's transaction to either.
+pub fn with_binding_set_aside<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Binding>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let saved = self.0.take();
+            BINDING.with(|binding| *binding.borrow_mut() = saved);
+        }
+    }
+    let _restore = Restore(BINDING.with(|binding| binding.borrow_mut().take()));
+    f()
+}
+
 /// Whether the current transaction acts for a tenant through a transaction-local context.
 pub fn bound_locally() -> bool {
     BINDING.with(|binding| binding.borrow().as_ref().is_some_and(|b| b.local))

@@ -34,6 +34,15 @@ pub fn malformed(message: impl Into<String>, hint: impl Into<String>) -> ErrorRe
     )
 }
 
+/// P0004: an assertion of a test helper failed (`assert_tenant_isolation`, `assert_no_findings`).
+pub fn assertion_failed(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_ASSERT_FAILURE,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
 /// 42P01: the table does not exist.
 pub fn undefined_table(message: impl Into<String>) -> ErrorReport {
     report(

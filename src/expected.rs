@@ -16,11 +16,14 @@
 
 use crate::audit;
 use crate::authz::{array_text, permissions};
-use crate::catalog::{select_column, select_row, Column, Table};
+use crate::catalog::{select_column, Column, Table};
+use crate::error;
 use crate::policy::{self, PrivateRows, Registered};
 use crate::tenant_type::TenantType;
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
+use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier, SpiResult};
+use std::collections::HashMap;
 
 pub const ISOLATION_POLICY: &str = "tenant_guard_isolation";
 pub const FENCE_POLICY: &str = "tenant_guard_fence";
@@ -510,90 +513,111 @@ pub fn of(table: &Table) -> Expected {
     expected
 }
 
-const POLICY_COLUMNS: &str = "polname::pg_catalog.text, polpermissive, polroles::pg_catalog.oid[],
-     polcmd::pg_catalog.text, pg_catalog.pg_get_expr(polqual, polrelid),
+const POLICY_COLUMNS: &str = "polrelid, polname::pg_catalog.text, polpermissive,
+     polroles::pg_catalog.oid[], polcmd::pg_catalog.text, pg_catalog.pg_get_expr(polqual, polrelid),
      pg_catalog.pg_get_expr(polwithcheck, polrelid)";
+
+/// Policies as the catalog describes them, with the table each is on, for a `WHERE` clause.
+fn read_policies(condition: &str, args: &[DatumWithOid<'_>]) -> Vec<(pg_sys::Oid, Policy)> {
+    Spi::connect(|client| {
+        client
+            .select(
+                &format!(
+                    "SELECT {POLICY_COLUMNS} FROM pg_catalog.pg_policy WHERE {condition}
+                      ORDER BY polrelid, polname"
+                ),
+                None,
+                args,
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    Policy {
+                        name: row.get::<String>(2)?.unwrap_or_default(),
+                        permissive: row.get::<bool>(3)?.unwrap_or_default(),
+                        roles: row.get::<Vec<pg_sys::Oid>>(4)?.unwrap_or_default(),
+                        command: row.get::<String>(5)?.unwrap_or_default(),
+                        using: row.get::<String>(6)?,
+                        check: row.get::<String>(7)?,
+                    },
+                ))
+            })
+            .collect::<SpiResult<Vec<_>>>()
+    })
+    .unwrap_or_else(|e| error::raise(error::internal(e)))
+}
 
 /// A policy as the catalog describes it, with the table it is on.
 pub fn policy(oid: pg_sys::Oid) -> Option<(pg_sys::Oid, Policy)> {
-    select_row(
-        &format!(
-            "SELECT polrelid, {POLICY_COLUMNS} FROM pg_catalog.pg_policy
-              WHERE oid OPERATOR(pg_catalog.=) $1"
-        ),
-        &[oid.into()],
-        |row| {
-            let relid = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
-            Ok((
-                relid,
-                Policy {
-                    name: row.get::<String>(2)?.unwrap_or_default(),
-                    permissive: row.get::<bool>(3)?.unwrap_or_default(),
-                    roles: row.get::<Vec<pg_sys::Oid>>(4)?.unwrap_or_default(),
-                    command: row.get::<String>(5)?.unwrap_or_default(),
-                    using: row.get::<String>(6)?,
-                    check: row.get::<String>(7)?,
-                },
-            ))
-        },
-    )
+    read_policies("oid OPERATOR(pg_catalog.=) $1", &[oid.into()])
+        .into_iter()
+        .next()
 }
 
 /// The policies on a table, by name.
 pub fn policies(relid: pg_sys::Oid) -> Vec<Policy> {
-    let names = select_column::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 ORDER BY polname",
-        &[relid.into()],
-    );
-    names
+    read_policies("polrelid OPERATOR(pg_catalog.=) $1", &[relid.into()])
         .into_iter()
-        .filter_map(|oid| policy(oid).map(|(_, p)| p))
+        .map(|(_, p)| p)
         .collect()
 }
 
-const TRIGGER_COLUMNS: &str = "t.tgname::pg_catalog.text,
+const TRIGGER_COLUMNS: &str = "t.tgrelid, t.tgname::pg_catalog.text,
      t.tgfoid::pg_catalog.regprocedure::pg_catalog.text, t.tgtype, t.tgenabled::pg_catalog.text,
      t.tgoldtable::pg_catalog.text, t.tgnewtable::pg_catalog.text,
      t.tgnargs OPERATOR(pg_catalog.=) 0 AND t.tgqual IS NULL
        AND pg_catalog.cardinality(t.tgattr::pg_catalog.int2[]) OPERATOR(pg_catalog.=) 0
        AND t.tgconstraint OPERATOR(pg_catalog.=) 0";
 
+/// Triggers as the catalog describes them, with the table each is on, for a `WHERE` clause.
+fn read_triggers(condition: &str, args: &[DatumWithOid<'_>]) -> Vec<(pg_sys::Oid, Trigger)> {
+    Spi::connect(|client| {
+        client
+            .select(
+                &format!(
+                    "SELECT {TRIGGER_COLUMNS} FROM pg_catalog.pg_trigger t WHERE {condition}
+                      ORDER BY t.tgrelid, t.tgname"
+                ),
+                None,
+                args,
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    Trigger {
+                        name: row.get::<String>(2)?.unwrap_or_default(),
+                        function: row.get::<String>(3)?.unwrap_or_default(),
+                        tgtype: row.get::<i16>(4)?.unwrap_or_default(),
+                        enabled: row.get::<String>(5)?.unwrap_or_default(),
+                        old_table: row.get::<String>(6)?,
+                        new_table: row.get::<String>(7)?,
+                        plain: row.get::<bool>(8)?.unwrap_or_default(),
+                    },
+                ))
+            })
+            .collect::<SpiResult<Vec<_>>>()
+    })
+    .unwrap_or_else(|e| error::raise(error::internal(e)))
+}
+
 /// A trigger as the catalog describes it, with its table.
 pub fn trigger_by_oid(oid: pg_sys::Oid) -> Option<(pg_sys::Oid, Trigger)> {
-    select_row(
-        &format!(
-            "SELECT t.tgrelid, {TRIGGER_COLUMNS} FROM pg_catalog.pg_trigger t
-              WHERE t.oid OPERATOR(pg_catalog.=) $1"
-        ),
-        &[oid.into()],
-        |row| {
-            Ok((
-                row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                Trigger {
-                    name: row.get::<String>(2)?.unwrap_or_default(),
-                    function: row.get::<String>(3)?.unwrap_or_default(),
-                    tgtype: row.get::<i16>(4)?.unwrap_or_default(),
-                    enabled: row.get::<String>(5)?.unwrap_or_default(),
-                    old_table: row.get::<String>(6)?,
-                    new_table: row.get::<String>(7)?,
-                    plain: row.get::<bool>(8)?.unwrap_or_default(),
-                },
-            ))
-        },
-    )
+    read_triggers("t.oid OPERATOR(pg_catalog.=) $1", &[oid.into()])
+        .into_iter()
+        .next()
 }
+
+const OUR_TRIGGERS: &str = "NOT t.tgisinternal
+    AND pg_catalog.starts_with(t.tgname::pg_catalog.text, 'tenant_guard_')";
 
 /// tenant_guard's triggers on a table (by name prefix).
 pub fn our_triggers(relid: pg_sys::Oid) -> Vec<Trigger> {
-    select_column::<pg_sys::Oid>(
-        "SELECT oid FROM pg_catalog.pg_trigger
-          WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND NOT tgisinternal
-            AND pg_catalog.starts_with(tgname::pg_catalog.text, 'tenant_guard_')
-          ORDER BY tgname",
+    read_triggers(
+        &format!("t.tgrelid OPERATOR(pg_catalog.=) $1 AND {OUR_TRIGGERS}"),
         &[relid.into()],
     )
     .into_iter()
-    .filter_map(|oid| trigger_by_oid(oid).map(|(_, t)| t))
+    .map(|(_, t)| t)
     .collect()
 }
 
@@ -618,65 +642,194 @@ pub fn rls_forced(relid: pg_sys::Oid) -> bool {
     )
 }
 
+/// What a table has of what tenant_guard expects: read for one table, or (`Actual::of_tables`,
+/// for the self-check) for many at once.
+#[derive(Default)]
+pub struct Actual {
+    pub forced: bool,
+    pub policies: Vec<Policy>,
+    /// Triggers with tenant_guard's prefix.
+    pub triggers: Vec<Trigger>,
+    /// Column defaults as printed, by column.
+    pub defaults: HashMap<String, String>,
+    /// Rewrite rules (a protected table has none).
+    pub rules: Vec<String>,
+}
+
+impl Actual {
+    pub fn of(table: &Table, expected: &Expected) -> Actual {
+        let mut actual = Actual {
+            forced: rls_forced(table.oid),
+            policies: policies(table.oid),
+            triggers: our_triggers(table.oid),
+            ..Actual::default()
+        };
+        for (column, _) in &expected.defaults {
+            if let Some(default) = column_default(table.oid, column) {
+                actual.defaults.insert(column.clone(), default);
+            }
+        }
+        actual
+    }
+
+    /// The state of many tables, in five catalog queries.
+    pub fn of_tables(relids: &[pg_sys::Oid]) -> HashMap<pg_sys::Oid, Actual> {
+        let mut all: HashMap<pg_sys::Oid, Actual> =
+            relids.iter().map(|oid| (*oid, Actual::default())).collect();
+        let args = [relids.to_vec().into()];
+        for relid in select_column::<pg_sys::Oid>(
+            "SELECT oid FROM pg_catalog.pg_class
+              WHERE oid OPERATOR(pg_catalog.=) ANY ($1) AND relrowsecurity AND relforcerowsecurity",
+            &args,
+        ) {
+            all.entry(relid).or_default().forced = true;
+        }
+        for (relid, policy) in read_policies("polrelid OPERATOR(pg_catalog.=) ANY ($1)", &args) {
+            all.entry(relid).or_default().policies.push(policy);
+        }
+        for (relid, trigger) in read_triggers(
+            &format!("t.tgrelid OPERATOR(pg_catalog.=) ANY ($1) AND {OUR_TRIGGERS}"),
+            &args,
+        ) {
+            all.entry(relid).or_default().triggers.push(trigger);
+        }
+        Spi::connect(|client| {
+            let defaults = client.select(
+                "SELECT d.adrelid, a.attname::pg_catalog.text, pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                   FROM pg_catalog.pg_attrdef d
+                   JOIN pg_catalog.pg_attribute a
+                     ON a.attrelid OPERATOR(pg_catalog.=) d.adrelid AND a.attnum OPERATOR(pg_catalog.=) d.adnum
+                  WHERE d.adrelid OPERATOR(pg_catalog.=) ANY ($1)",
+                None,
+                &args,
+            )?;
+            for row in defaults {
+                if let (Some(relid), Some(column), Some(default)) = (
+                    row.get::<pg_sys::Oid>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<String>(3)?,
+                ) {
+                    all.entry(relid).or_default().defaults.insert(column, default);
+                }
+            }
+            let rules = client.select(
+                "SELECT ev_class, rulename::pg_catalog.text FROM pg_catalog.pg_rewrite
+                  WHERE ev_class OPERATOR(pg_catalog.=) ANY ($1) AND rulename OPERATOR(pg_catalog.<>) '_RETURN'",
+                None,
+                &args,
+            )?;
+            for row in rules {
+                if let (Some(relid), Some(rule)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
+                    all.entry(relid).or_default().rules.push(rule);
+                }
+            }
+            Ok::<_, pgrx::spi::SpiError>(())
+        })
+        .unwrap_or_else(|e| error::raise(error::internal(e)));
+        all
+    }
+}
+
+/// One way a table differs from what tenant_guard expects of it.
+pub struct Difference {
+    /// About the audit triggers (else about the protection).
+    pub audit: bool,
+    pub text: String,
+}
+
 impl Expected {
-    /// Every way the table differs from what is expected, as sentences naming the object.
-    pub fn differences(&self, table: &Table) -> Vec<String> {
+    /// Every way `actual` differs from what is expected. Policies that do not carry a generated
+    /// policy's name are not compared: a protected table cannot get one through DDL (the guard
+    /// refuses it), and the self-check judges what one does (TG011).
+    pub fn compare(&self, table: &Table, actual: &Actual) -> Vec<Difference> {
         let mut differences = Vec::new();
         let name = table.qualified();
-        if self.protection.is_some() && !rls_forced(table.oid) {
-            differences.push(format!(
-                "row level security is not enabled and forced on {name}"
-            ));
+        let mut differ = |audit: bool, text: String| differences.push(Difference { audit, text });
+        if self.protection.is_some() && !actual.forced {
+            differ(
+                false,
+                format!("row level security is not enabled and forced on {name}"),
+            );
         }
-        let actual_policies = policies(table.oid);
         for wanted in &self.policies {
-            match actual_policies.iter().find(|p| p.name == wanted.name) {
-                None => differences.push(format!("policy {} on {name} is missing", wanted.name)),
-                Some(actual) if actual != wanted => differences.push(format!(
-                    "policy {} on {name} is not the one tenant_guard generates",
-                    wanted.name
-                )),
+            match actual.policies.iter().find(|p| p.name == wanted.name) {
+                None => differ(
+                    false,
+                    format!("policy {} on {name} is missing", wanted.name),
+                ),
+                Some(actual) if actual != wanted => differ(
+                    false,
+                    format!(
+                        "policy {} on {name} is not the one tenant_guard generates",
+                        wanted.name
+                    ),
+                ),
                 _ => {}
             }
         }
         if self.protection.is_some() {
-            for other in actual_policies
-                .iter()
-                .filter(|p| !self.policies.iter().any(|w| w.name == p.name))
-            {
-                differences.push(format!(
-                    "policy {} on {name} is not tenant_guard's",
-                    quote_identifier(&other.name)
-                ));
+            for other in actual.policies.iter().filter(|p| {
+                GENERATED_POLICIES.contains(&p.name.as_str())
+                    && !self.policies.iter().any(|w| w.name == p.name)
+            }) {
+                differ(
+                    false,
+                    format!(
+                        "policy {} on {name} has a generated policy's name but its registry entry does not call for it",
+                        quote_identifier(&other.name)
+                    ),
+                );
+            }
+            for rule in &actual.rules {
+                differ(
+                    false,
+                    format!(
+                        "rule {} on {name} rewrites statements on it past its policies",
+                        quote_identifier(rule)
+                    ),
+                );
             }
         }
-        let actual_triggers = our_triggers(table.oid);
+        let is_audit = |trigger: &str| audit::config::TRIGGERS.iter().any(|t| t.0 == trigger);
         for wanted in &self.triggers {
-            match actual_triggers.iter().find(|t| t.name == wanted.name) {
-                None => differences.push(format!("trigger {} on {name} is missing", wanted.name)),
-                Some(actual) if actual != wanted => differences.push(format!(
-                    "trigger {} on {name} is not the one tenant_guard generates (or is disabled)",
-                    wanted.name
-                )),
+            match actual.triggers.iter().find(|t| t.name == wanted.name) {
+                None => differ(
+                    is_audit(&wanted.name),
+                    format!("trigger {} on {name} is missing", wanted.name),
+                ),
+                Some(actual) if actual != wanted => differ(
+                    is_audit(&wanted.name),
+                    format!(
+                        "trigger {} on {name} is not the one tenant_guard generates (or is disabled)",
+                        wanted.name
+                    ),
+                ),
                 _ => {}
             }
         }
-        for stray in actual_triggers
+        for stray in actual
+            .triggers
             .iter()
             .filter(|t| !self.triggers.iter().any(|w| w.name == t.name))
         {
-            differences.push(format!(
-                "trigger {} on {name} has tenant_guard's prefix but tenant_guard did not create it",
-                quote_identifier(&stray.name)
-            ));
+            differ(
+                is_audit(&stray.name),
+                format!(
+                    "trigger {} on {name} has tenant_guard's prefix but tenant_guard did not create it",
+                    quote_identifier(&stray.name)
+                ),
+            );
         }
         for (column, wanted) in &self.defaults {
-            if column_default(table.oid, column).as_deref() != Some(wanted.as_str()) {
-                differences.push(format!(
-                    "the default of {}.{} is not the one tenant_guard generates",
-                    name,
-                    quote_identifier(column)
-                ));
+            if actual.defaults.get(column) != Some(wanted) {
+                differ(
+                    false,
+                    format!(
+                        "the default of {}.{} is not the one tenant_guard generates",
+                        name,
+                        quote_identifier(column)
+                    ),
+                );
             }
         }
         differences

@@ -740,10 +740,13 @@ fn apply_as_standard(
         ))
     })
     .map_err(error::internal)?;
-    let differences = expected::of(table).differences(table);
-    if let Some(difference) = differences.first() {
+    // Its protection, that is: the audit triggers are enable_tenant_audit's.
+    let expected = expected::of(table);
+    let actual = expected::Actual::of(table, &expected);
+    if let Some(difference) = expected.compare(table, &actual).iter().find(|d| !d.audit) {
         return Err(error::internal(format!(
-            "protecting {name} left a state tenant_guard does not expect: {difference}"
+            "protecting {name} left a state tenant_guard does not expect: {}",
+            difference.text
         )));
     }
     Ok(())

@@ -296,6 +296,22 @@ pub fn enable_tenant_audit(
     audit_children(&table, false)
 }
 
+/// Apply an audited top table's recorded settings again: its triggers and its children's, as
+/// generated (`reapply_protection`).
+pub fn reapply(table: &Table) -> Result<()> {
+    let Some(options) = options(table.oid) else {
+        return Ok(());
+    };
+    if let Some(parent) = options.parent {
+        return Err(Registry::Audit.partition_error(table, parent));
+    }
+    unsafe {
+        pg_sys::LockRelationOid(table.oid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE)
+    };
+    apply(table, &options)?;
+    audit_children(table, false)
+}
+
 /// Stop auditing `tbl` (and the children audited through it). The audit rows stay.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]

@@ -1,0 +1,17 @@
+-- TG001: a table with the tenant column that is neither protected nor excluded. Partitions and
+-- inheritance children are judged through their top table (TG012).
+SELECT 'error', 'TG001', pg_describe_object('pg_class'::regclass, c.oid, 0),
+       format('%s has the tenant column %I but is neither protected nor excluded: whoever may read it reads every tenant''s rows',
+              c.oid::regclass, $1::name),
+       format('SELECT tenant_guard.enable_tenant_rls(%L, tenant_column => %L);', c.oid::regclass::text, $1::name)
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $1::name AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant_guard')
+   AND n.nspname !~ '^pg_(toast|temp)'
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM tenant_guard.protected_tables p WHERE p.relid::oid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables e WHERE e.relid::oid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
