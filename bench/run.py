@@ -219,6 +219,26 @@ def per_call_costs(cluster, tenant):
     return costs
 
 
+def self_check_cost(cluster):
+    """check() on a schema of BENCH_CHECK_TABLES (1000) protected tables, in a database of its
+    own: milliseconds of each of 5 runs (the first in a fresh backend), and what it found (the
+    bench's roles carry tenant_guard.tenant_id as a role default on purpose, which TG013 reports)."""
+    tables = setting("BENCH_CHECK_TABLES", 1000)
+    dbname = "tenant_guard_check_bench"
+    cluster.psql("-c", f"CREATE DATABASE {dbname}", dbname="postgres")
+    cluster.psql("-v", f"tables={tables}", "-f", str(BENCH / "check_schema.sql"), dbname=dbname,
+                 stdout=subprocess.DEVNULL)
+    sql = "SELECT count(*) FROM tenant_guard.check()"
+    out = cluster.psql("-At", "-c", "\\timing on", *(["-c", sql] * 5), dbname=dbname,
+                       capture_output=True).stdout
+    times = [float(t) for t in re.findall(r"Time: ([0-9.]+) ms", out)]
+    protected = cluster.psql("-At", "-c", "SELECT count(*) FROM tenant_guard.protected_tables",
+                             dbname=dbname, capture_output=True).stdout.strip()
+    codes = cluster.psql("-At", "-c", "SELECT code FROM tenant_guard.check()", dbname=dbname,
+                         capture_output=True).stdout.split()
+    return {"protected_tables": int(protected), "findings": codes, "ms": times}
+
+
 def selected_pairs():
     only = {item.strip() for item in os.environ.get("BENCH_ONLY", "").split(",") if item.strip()}
     return [pair for pair in PAIRS if not only or pair[0].split(".")[0] in only]
@@ -242,6 +262,7 @@ def main():
                      "-f", str(BENCH / "schema.sql"), stdout=subprocess.DEVNULL)
         variables.update(auth_setup(cluster, tenant))
         costs = per_call_costs(cluster, tenant)
+        check_cost = self_check_cost(cluster)
         samples = {name: {"baseline": [], "guarded": []} for name, *_ in pairs}
         for round_ in range(1, rounds + 1):
             for name, base_script, base_role, guard_script, guard_role, _, _, reset in pairs:
@@ -277,7 +298,7 @@ def main():
         "postgres": run([str(PG_BIN / "postgres"), "--version"], capture_output=True).stdout.strip(),
         "rows": rows, "tenants": tenants, "seconds": seconds, "rounds": rounds, "clients": clients,
         "pgbench": f"-n -M prepared -c {clients} -j {clients} -T {seconds}", "results": results,
-        "per_call": costs,
+        "per_call": costs, "check": check_cost,
     }
     table = markdown(report)
     print(table)
@@ -321,6 +342,15 @@ def markdown(report):
     ]
     for name, cost in report["per_call"].items():
         lines.append(f"| {name} | {cost['uncached_us']:.1f} | {cost['cached_us']:.1f} |")
+    check = report["check"]
+    lines += [
+        "",
+        f"check() on {check['protected_tables']:,} protected tables (with partitions, views and "
+        f"functions; bench/check_schema.sql): median {statistics.median(check['ms']):,.0f} ms "
+        f"over {len(check['ms'])} runs (first, in a fresh backend: {check['ms'][0]:,.0f} ms; "
+        f"target < 2,000 ms); findings: {', '.join(sorted(set(check['findings']))) or 'none'} "
+        "(TG013: the bench roles' tenant_guard.tenant_id defaults, on purpose).",
+    ]
     return "\n".join(lines)
 
 
