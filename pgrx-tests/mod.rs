@@ -8,6 +8,7 @@
 
 mod auth;
 mod authz;
+mod check;
 mod context;
 mod planner;
 mod policy;
