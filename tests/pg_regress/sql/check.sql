@@ -12,6 +12,11 @@ SELECT code, severity, object FROM tenant_guard.check() WHERE code <> 'TG017';
 SELECT tenant_guard.assert_no_findings('error');
 
 \i tests/fixtures/check_mistakes.sql
+-- Hostile names are quoted in every message and fix.
+SET tenant_guard.auto_protect = off;
+CREATE TABLE shop."odd""name; DROP TABLE shop.orders; --" (tenant_id text NOT NULL, "Id" int PRIMARY KEY);
+RESET tenant_guard.auto_protect;
+
 \x on
 SELECT * FROM tenant_guard.check();
 \x off
@@ -34,6 +39,9 @@ BEGIN
     RAISE NOTICE 'fixed in % round(s)', round - 1;
 END $$;
 SELECT code, severity, object FROM tenant_guard.check();
+-- The hostile table is protected and its key scoped (and shop.orders is still there).
+SELECT pg_get_constraintdef(oid) AS key, to_regclass('shop.orders') IS NOT NULL AS orders_exists
+  FROM pg_constraint WHERE conrelid = 'shop."odd""name; DROP TABLE shop.orders; --"'::regclass AND contype = 'p';
 -- The drifted table is back as generated.
 SELECT relrowsecurity, relforcerowsecurity,
        (SELECT string_agg(polname, ', ' ORDER BY polname) FROM pg_policy WHERE polrelid = c.oid) AS policies
