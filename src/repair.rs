@@ -56,6 +56,18 @@ fn drop_foreign_objects(table: &Table) -> Result<()> {
     if ddl.is_empty() {
         return Ok(());
     }
+    // Only a superuser can have added them (past the guard); only a superuser removes them: a
+    // restrictive one may be a superuser's deliberate narrowing.
+    if !unsafe { pg_sys::superuser() } {
+        return Err(error::forbidden(
+            format!(
+                "tenant_guard: {} has policies, rules or triggers tenant_guard did not generate",
+                table.qualified()
+            ),
+            "They were added past the tamper guard, by a superuser: a superuser runs \
+             reapply_protection() to remove them.",
+        ));
+    }
     Spi::run(&ddl).map_err(error::internal)
 }
 

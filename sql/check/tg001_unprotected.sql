@@ -1,5 +1,7 @@
 -- TG001: a table with the tenant column that is neither protected nor excluded. Partitions and
--- inheritance children are judged through their top table (TG012).
+-- inheritance children of a table with the tenant column are judged through it (TG001 on it,
+-- or TG012 when it is protected); a child that adds the column under a parent without it is
+-- judged on its own.
 SELECT 'error', 'TG001', pg_describe_object('pg_class'::regclass, c.oid, 0),
        format('%s has the tenant column %I but is neither protected nor excluded: whoever may read it reads every tenant''s rows',
               c.oid::regclass, $1::name),
@@ -10,7 +12,10 @@ SELECT 'error', 'TG001', pg_describe_object('pg_class'::regclass, c.oid, 0),
  WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenant_guard')
    AND n.nspname !~ '^pg_(toast|temp)'
-   AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                     JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attname = $1::name
+                                         AND NOT pa.attisdropped
+                    WHERE i.inhrelid = c.oid)
    AND NOT EXISTS (SELECT 1 FROM tenant_guard.protected_tables p WHERE p.relid::oid = c.oid)
    AND NOT EXISTS (SELECT 1 FROM tenant_guard.excluded_tables e WHERE e.relid::oid = c.oid)
    AND NOT EXISTS (SELECT 1 FROM pg_depend d

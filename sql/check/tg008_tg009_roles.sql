@@ -1,10 +1,10 @@
 -- Who holds what: every explicit grant on a protected table or a context entry point, with the
 -- roles that hold it through membership (pg_auth_members, not pg_has_role: a superuser "has"
 -- every privilege, which says nothing about what it was given). The bootstrap superuser's
--- ownership does not count: it logs in on every cluster.
+-- ownership does not count (it logs in on every cluster), nor does the extension owner.
 --
--- TG008: a login role with SUPERUSER or BYPASSRLS that holds a protected table or an entry point:
--- row level security does not apply to it, whatever context it sets.
+-- TG008: a login role that holds a protected table or an entry point and to which row level
+-- security does not apply: it has SUPERUSER or BYPASSRLS, or it can SET ROLE to a role that has.
 -- TG009: a role that owns protected tables and may also set a context: the application then runs
 -- as the table owner, whose DDL can read around the protection (index expressions, triggers).
 WITH RECURSIVE
@@ -31,21 +31,41 @@ grants(grantee, what) AS (
       CROSS JOIN LATERAL aclexplode(f.proacl) a
      WHERE a.grantee <> f.proowner AND a.grantee <> 0
 ),
-holders(role, grantee) AS (
-    SELECT DISTINCT grantee, grantee FROM grants
+-- Every role a role is a member of, at any depth, with the first step of the way.
+above(member, role, first) AS (
+    SELECT m.member, m.roleid, m.roleid FROM pg_auth_members m
   UNION
-    SELECT m.member, h.grantee FROM holders h JOIN pg_auth_members m ON m.roleid = h.role
+    SELECT a.member, m.roleid, a.first FROM above a JOIN pg_auth_members m ON m.member = a.role
+),
+holds(role, what) AS (
+    SELECT g.grantee, g.what FROM grants g
+  UNION
+    SELECT a.member, g.what FROM above a JOIN grants g ON g.grantee = a.role
+),
+bypass(role, how, fix) AS (
+    SELECT r.oid, CASE WHEN r.rolsuper THEN 'has SUPERUSER' ELSE 'has BYPASSRLS' END,
+           format('ALTER ROLE %I NOSUPERUSER NOBYPASSRLS;  -- or connect the application as another role', r.rolname)
+      FROM pg_roles r
+     WHERE r.rolsuper OR r.rolbypassrls
+  UNION ALL
+    SELECT a.member, format('can SET ROLE to %I, which has %s', b.rolname,
+                            CASE WHEN b.rolsuper THEN 'SUPERUSER' ELSE 'BYPASSRLS' END),
+           format('REVOKE %I FROM %I;', f.rolname, m.rolname)
+      FROM above a
+      JOIN pg_roles b ON b.oid = a.role AND (b.rolsuper OR b.rolbypassrls)
+      JOIN pg_roles m ON m.oid = a.member AND NOT (m.rolsuper OR m.rolbypassrls)
+      JOIN pg_roles f ON f.oid = a.first
 )
 SELECT 'error', 'TG008', pg_describe_object('pg_authid'::regclass, r.oid, 0),
-       format('login role %I has %s and holds %s: row level security does not apply to it',
-              r.rolname,
-              CASE WHEN r.rolsuper THEN 'SUPERUSER' ELSE 'BYPASSRLS' END,
-              (SELECT string_agg(DISTINCT g.what, ', ') FROM holders h JOIN grants g ON g.grantee = h.grantee
-                WHERE h.role = r.oid)),
-       format('ALTER ROLE %I NOSUPERUSER NOBYPASSRLS;  -- or connect the application as another role', r.rolname)
+       format('login role %I %s and holds %s: row level security does not apply to it',
+              r.rolname, b.how,
+              (SELECT string_agg(DISTINCT h.what, ', ') FROM holds h WHERE h.role = r.oid)),
+       b.fix
   FROM pg_roles r
- WHERE r.rolcanlogin AND (r.rolsuper OR r.rolbypassrls)
-   AND EXISTS (SELECT 1 FROM holders h WHERE h.role = r.oid)
+  JOIN bypass b ON b.role = r.oid
+ WHERE r.rolcanlogin
+   AND r.oid <> (SELECT extowner FROM pg_extension WHERE extname = 'tenant_guard')
+   AND EXISTS (SELECT 1 FROM holds h WHERE h.role = r.oid)
 UNION ALL
 SELECT 'warning', 'TG009', pg_describe_object('pg_authid'::regclass, o.oid, 0),
        format('role %I owns protected tables (%s) and may set a tenant context with %s: the application should not run as the owner of its tables',
@@ -55,15 +75,19 @@ SELECT 'warning', 'TG009', pg_describe_object('pg_authid'::regclass, o.oid, 0),
                 WHERE c.relowner = o.oid AND p.parent IS NULL),
               (SELECT string_agg(e.oid::regprocedure::text, ', ') FROM entry e
                 WHERE has_function_privilege(o.oid, e.oid, 'EXECUTE'))),
-       (SELECT string_agg(format('REVOKE EXECUTE ON FUNCTION %s FROM %s;', f.oid::regprocedure,
-                                 CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(g.rolname) END), ' ')
+       -- Take the way to the entry point from the owner: its own grant, PUBLIC's, or the
+       -- membership it holds it through (revoking the group's grant would take it from the
+       -- application too).
+       (SELECT string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;', f.oid::regprocedure)
+                                        WHEN a.grantee = o.oid THEN format('REVOKE EXECUTE ON FUNCTION %s FROM %I;', f.oid::regprocedure, o.rolname)
+                                        ELSE format('REVOKE %I FROM %I;', first.rolname, o.rolname) END, ' ')
           FROM entry e
           JOIN pg_proc f ON f.oid = e.oid
           CROSS JOIN LATERAL aclexplode(coalesce(f.proacl, acldefault('f', f.proowner))) a
-          LEFT JOIN pg_roles g ON g.oid = a.grantee
+          LEFT JOIN above up ON up.member = o.oid AND up.role = a.grantee
+          LEFT JOIN pg_roles first ON first.oid = up.first
          WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> f.proowner
-           AND (a.grantee = 0 OR a.grantee = o.oid
-                OR EXISTS (SELECT 1 FROM holders h WHERE h.role = o.oid AND h.grantee = a.grantee)))
+           AND (a.grantee = 0 OR a.grantee = o.oid OR up.role IS NOT NULL))
   FROM pg_roles o
  WHERE NOT o.rolsuper
    AND EXISTS (SELECT 1 FROM tenant_guard.protected_tables p JOIN pg_class c ON c.oid = p.relid::oid

@@ -2,10 +2,23 @@
 -- table. An owner that bypasses row level security hands every tenant's rows to every caller
 -- (error); a search_path that is not pinned lets a caller put its own functions and operators in
 -- front of the owner's (warning). What the body does cannot be decided for PL/pgSQL or dynamic
--- SQL, so the rule goes by owner, privileges and configuration, not by the body.
+-- SQL, so the rule goes by owner, privileges and configuration, not by the body. A pinned
+-- search_path names pg_temp last, and no "$user" and no schema in which anyone but its owner may
+-- create objects.
 WITH definer AS (
     SELECT f.oid, f.proowner, o.rolname, o.rolsuper OR o.rolbypassrls AS bypasses,
-           EXISTS (SELECT 1 FROM unnest(f.proconfig) s WHERE s LIKE 'search_path=%') AS pinned
+           (SELECT bool_and(CASE WHEN e.name = '$user' THEN false
+                                 WHEN e.name IN ('pg_catalog', 'pg_temp') THEN true
+                                 ELSE NOT EXISTS (SELECT 1 FROM pg_namespace sn
+                                                   CROSS JOIN LATERAL aclexplode(sn.nspacl) x
+                                                  WHERE sn.nspname = e.name AND x.privilege_type = 'CREATE'
+                                                    AND x.grantee <> sn.nspowner) END)
+                   AND (array_agg(e.name ORDER BY e.n DESC))[1] = 'pg_temp'
+              FROM unnest(f.proconfig) s
+              CROSS JOIN LATERAL unnest(string_to_array(substr(s, length('search_path=') + 1), ','))
+                   WITH ORDINALITY p(element, n)
+              CROSS JOIN LATERAL (SELECT trim(both ' "' FROM p.element) AS name, p.n) e
+             WHERE s LIKE 'search_path=%') IS TRUE AS pinned
       FROM pg_proc f
       JOIN pg_namespace n ON n.oid = f.pronamespace
       JOIN pg_roles o ON o.oid = f.proowner

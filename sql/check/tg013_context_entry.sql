@@ -44,14 +44,15 @@ SELECT 'error', 'TG013', format('parameter %s', p.parname),
 UNION ALL
 SELECT CASE WHEN s.name IN (SELECT name FROM context) THEN 'error' ELSE 'warning' END, 'TG013',
        concat_ws(' ', 'setting', s.name,
-                 CASE WHEN s.setrole <> 0 THEN format('for role %I', r.rolname) END,
+                 CASE WHEN s.setrole <> 0 THEN format('for role %I', r.rolname) ELSE 'for all roles' END,
                  CASE WHEN s.setdatabase <> 0 THEN format('in database %I', current_database()) END),
        CASE WHEN s.name IN (SELECT name FROM context) THEN
                 format('a stored setting gives sessions the context %s = %L without any entry point', s.name, s.value)
             ELSE format('a stored setting turns %s off', s.name) END,
        CASE WHEN s.setrole <> 0 AND s.setdatabase <> 0 THEN format('ALTER ROLE %I IN DATABASE %I RESET %s;', r.rolname, current_database(), s.name)
             WHEN s.setrole <> 0 THEN format('ALTER ROLE %I RESET %s;', r.rolname, s.name)
-            ELSE format('ALTER DATABASE %I RESET %s;', current_database(), s.name) END
+            WHEN s.setdatabase <> 0 THEN format('ALTER DATABASE %I RESET %s;', current_database(), s.name)
+            ELSE format('ALTER ROLE ALL RESET %s;', s.name) END
   FROM stored s
   LEFT JOIN pg_roles r ON r.oid = s.setrole
  WHERE s.name IN (SELECT name FROM context)

@@ -23,11 +23,14 @@ UNION ALL
 SELECT 'error', 'TG018', pg_describe_object('pg_class'::regclass, c.oid, 0),
        format('%s holds %s on %s: it can write audit state directly',
               CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(g.rolname) END,
-              string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type), c.oid::regclass),
+              string_agg(DISTINCT a.privilege_type, ', ' ORDER BY a.privilege_type), c.oid::regclass),
        format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON %s FROM %s;', c.oid::regclass,
               CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(g.rolname) END)
   FROM pg_class c
-  CROSS JOIN LATERAL aclexplode(c.relacl) a
+  CROSS JOIN LATERAL (SELECT * FROM aclexplode(c.relacl)
+                      UNION ALL  -- column privileges: a table-level REVOKE removes them too
+                      SELECT x.* FROM pg_attribute att CROSS JOIN LATERAL aclexplode(att.attacl) x
+                       WHERE att.attrelid = c.oid) a
   LEFT JOIN pg_roles g ON g.oid = a.grantee
  WHERE c.oid IN ('tenant_guard.audit_log'::regclass, 'tenant_guard.audit_config'::regclass,
                  'tenant_guard.audit_chain_heads'::regclass)

@@ -41,3 +41,25 @@ fn audit_log_guard<'a>(
     }
     Ok(None)
 }
+
+thread_local! {
+    static DISCARDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with audited statements writing no audit rows: for `assert_tenant_isolation`'s
+/// probes, which are rolled back (their audit rows would be too, but not the identity values
+/// and chain-head locks writing them takes). Nothing else sets it.
+pub fn discarding<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DISCARDING.set(self.0);
+        }
+    }
+    let _restore = Restore(DISCARDING.replace(true));
+    f()
+}
+
+fn discarded() -> bool {
+    DISCARDING.get()
+}

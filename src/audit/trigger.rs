@@ -312,6 +312,9 @@ fn audit_trigger<'a>(
             "Let tenant_guard.enable_tenant_audit() create the triggers.",
         ));
     }
+    if super::discarded() {
+        return Ok(None);
+    }
     let op = match trigger.op()? {
         PgTriggerOperation::Insert => Op::Insert,
         PgTriggerOperation::Update => Op::Update,

@@ -1,11 +1,16 @@
 //! `assert_tenant_isolation(tbl, as_role)`: prove, by trying, that a role cannot cross tenants
 //! on a table. With the contexts of two tenants that have rows in it, as `as_role`: row level
-//! security applies; only the context tenant's rows are visible; and INSERT (a copy of a visible
-//! row with the other tenant's id), UPDATE and DELETE of the other tenant's rows, moving a row to
-//! the other tenant, and TRUNCATE all fail or touch nothing. Every probe runs in a
-//! subtransaction that is rolled back (the table, the audit log and its sequences stay as they
+//! security applies; only the context tenant's rows are visible (and some are); an INSERT of a
+//! copy of a visible row with the other tenant's id fails; an UPDATE and a DELETE without a
+//! WHERE (held to the UPDATE and DELETE policies alone) reach only the tenant's own rows; moving
+//! rows to the other tenant fails; and TRUNCATE fails. Only 42501 counts as a refusal (0A000
+//! too for TRUNCATE of a referenced table); a constraint violation means row level security let
+//! the row through (a leak), any other error leaves the result inconclusive. Every probe runs in
+//! a subtransaction that is rolled back (the table, the audit log and its sequences stay as they
 //! were; denials of the action gate are not recorded), and the caller's own tenant binding is
-//! set aside meanwhile.
+//! set aside meanwhile. It is for tenant_guard administrators: the probes act for tenants
+//! without a credential. The table owner's code (triggers) runs in the probes as `as_role`, as it
+//! would for the application.
 //!
 //! The two tenants are found as the extension owner by grouping the tenant column (a built-in
 //! type, compared with its built-in operators); every other statement runs as `as_role`, whose
@@ -13,6 +18,7 @@
 //! changes, and the probes run as a security-restricted operation, so nothing they run can set
 //! another context.
 
+use crate::audit;
 use crate::authz::denial;
 use crate::catalog::{select_column, Table};
 use crate::context;
@@ -29,7 +35,7 @@ use std::ffi::CString;
 
 /// What a probe did: the rows it counted or changed, or the SQLSTATE it failed with.
 enum Outcome {
-    Rows(i64, i64),
+    Rows(i64, i64, i64),
     Failed(String, String),
 }
 
@@ -51,7 +57,7 @@ struct Acting<'a> {
 fn probe(
     acting: &Acting<'_>,
     tenant: &str,
-    f: impl FnOnce() -> (i64, i64) + std::panic::UnwindSafe,
+    f: impl FnOnce() -> (i64, i64, i64) + std::panic::UnwindSafe,
 ) -> Outcome {
     unsafe {
         let memory = pg_sys::CurrentMemoryContext;
@@ -74,11 +80,17 @@ fn probe(
                     | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                     | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
             );
-            let (a, b) = denial::quietly(f);
+            let (a, b, c) = audit::discarding(|| denial::quietly(f));
             pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
-            Outcome::Rows(a, b)
+            Outcome::Rows(a, b, c)
         })
         .catch_others(|caught| match caught {
+            // A cancel (statement_timeout, Ctrl-C) ends the assertion, it is no refusal.
+            CaughtError::PostgresError(ref report)
+                if report.sql_error_code() == PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+            {
+                caught.rethrow()
+            }
             CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
                 Outcome::Failed(
                     sqlstate(report.sql_error_code()),
@@ -96,18 +108,22 @@ fn probe(
     }
 }
 
-fn count(sql: &str, args: &[&str]) -> (i64, i64) {
+fn count(sql: &str, args: &[&str]) -> (i64, i64, i64) {
     let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
-    match Spi::get_two_with_args::<i64, i64>(sql, &args) {
-        Ok((a, b)) => (a.unwrap_or(0), b.unwrap_or(0)),
+    match Spi::get_three_with_args::<i64, i64, i64>(sql, &args) {
+        Ok((a, b, c)) => (a.unwrap_or(0), b.unwrap_or(0), c.unwrap_or(0)),
         Err(e) => error::raise(error::internal(e)),
     }
 }
 
-fn change(sql: &str, args: &[&str]) -> (i64, i64) {
+fn change(sql: &str, args: &[&str]) -> (i64, i64, i64) {
     let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
-    Spi::connect_mut(|client| client.update(sql, None, &args).map(|t| (t.len() as i64, 0)))
-        .unwrap_or_else(|e| error::raise(error::internal(e)))
+    Spi::connect_mut(|client| {
+        client
+            .update(sql, None, &args)
+            .map(|t| (t.len() as i64, 0, 0))
+    })
+    .unwrap_or_else(|e| error::raise(error::internal(e)))
 }
 
 /// Record how one kind of attempt was refused.
@@ -166,21 +182,20 @@ pub fn assert_tenant_isolation(
             "Pass the role the application connects as.",
         ));
     }
-    // The caller could run every probe itself: it has the role's privileges and may set any
-    // tenant's context.
+    // The probes act for tenants without a credential, membership or tenant status: that is
+    // for tenant_guard administrators, acting as a role whose privileges they have.
+    crate::auth::require_admin("assert_tenant_isolation")?;
     let caller = unsafe { pg_sys::GetUserId() };
-    let may_set_context = crate::catalog::select_exists(
-        "SELECT pg_catalog.has_function_privilege($1,
-             'tenant_guard.set_tenant_context(text, text, text, text, text, boolean)', 'EXECUTE')",
-        &[caller.into()],
-    );
-    if !unsafe { pg_sys::has_privs_of_role(caller, role) } || !may_set_context {
+    if !unsafe { pg_sys::has_privs_of_role(caller, role) } {
         return Err(error::forbidden(
             format!(
-                "tenant_guard: assert_tenant_isolation as {} needs that role's privileges and EXECUTE on set_tenant_context",
+                "tenant_guard: assert_tenant_isolation as {} needs that role's privileges",
                 quote_identifier(&role_name)
             ),
-            "Run it as a superuser, or as a member of the role that may set any tenant's context.",
+            format!(
+                "Run it as a superuser, or as an administrator that is a member of {}.",
+                quote_identifier(&role_name)
+            ),
         ));
     }
     let Some(entry) = policy::registered(table.oid) else {
@@ -248,7 +263,10 @@ pub fn assert_tenant_isolation(
         tenant_role,
         user_id,
     };
-    let one_row = format!("(tableoid, ctid) = (SELECT tableoid, ctid FROM {name} LIMIT 1)");
+    let may_truncate = crate::catalog::select_exists(
+        "SELECT pg_catalog.has_table_privilege($1, $2, 'TRUNCATE')",
+        &[role.into(), table.oid.into()],
+    );
     // How each kind of attempt was refused (the same in both directions, as a rule).
     let mut refusals: Vec<(&'static str, Vec<String>)> = Vec::new();
     context::with_binding_set_aside(|| {
@@ -258,24 +276,32 @@ pub fn assert_tenant_isolation(
                 "as {} with tenant {me}'s context",
                 quote_identifier(&role_name)
             );
-            // Row level security applies, and only this tenant's rows are visible.
+            // Row level security applies, only this tenant's rows are visible, and some are (a
+            // role that sees nothing proves nothing about writes).
             let sql = format!(
                 "SELECT pg_catalog.row_security_active({lit})::pg_catalog.int4::pg_catalog.int8,
-                        (SELECT pg_catalog.count(*) FILTER (WHERE {column} IS DISTINCT FROM {me_t}) FROM {name})",
+                        pg_catalog.count(*) FILTER (WHERE {column} IS DISTINCT FROM {me_t}),
+                        pg_catalog.count(*) FILTER (WHERE {column} = {me_t})
+                   FROM {name}",
                 lit = table.regclass_literal(),
                 me_t = typed(1),
             );
             match probe(&acting, me, || count(&sql, &args)) {
-                Outcome::Rows(0, _) => {
+                Outcome::Rows(0, ..) => {
                     return fail(format!(
                         "tenant_guard: row level security does not apply to {} on {name}",
                         quote_identifier(&role_name)
                     ))
                 }
-                Outcome::Rows(_, foreign) if foreign > 0 => {
+                Outcome::Rows(_, foreign, _) if foreign > 0 => {
                     return fail(format!(
                     "tenant_guard: {who}, {foreign} row(s) of other tenants in {name} are visible"
                 ))
+                }
+                Outcome::Rows(_, _, 0) => {
+                    return inconclusive(format!(
+                        "{who}, none of the tenant's rows in {name} are visible (pass the tenant_role or user_id the rows need)"
+                    ))
                 }
                 Outcome::Rows(..) => {}
                 Outcome::Failed(state, message) => {
@@ -284,6 +310,10 @@ pub fn assert_tenant_isolation(
                     ))
                 }
             }
+            // Blind writes (no WHERE, nothing read) are judged by the UPDATE and DELETE
+            // policies alone: they must reach this tenant's rows and no others. A write that
+            // reads a column is also held to the SELECT policies, which would hide a too-wide
+            // UPDATE or DELETE policy.
             let attempts = [
                 (
                     "INSERT",
@@ -296,33 +326,75 @@ pub fn assert_tenant_isolation(
                 ),
                 (
                     "UPDATE",
-                    "UPDATE of tenant {other}'s rows",
-                    format!("UPDATE {name} SET {column} = {column} WHERE {column} = {}", typed(2)),
+                    "UPDATE without a WHERE",
+                    format!("UPDATE {name} SET {column} = {}", typed(1)),
                 ),
                 (
-                    "UPDATE moving a row",
-                    "UPDATE moving a row to tenant {other}",
-                    format!("UPDATE {name} SET {column} = {} WHERE {one_row}", typed(2)),
+                    "UPDATE moving rows",
+                    "UPDATE moving rows to tenant {other}",
+                    format!("UPDATE {name} SET {column} = {}", typed(2)),
                 ),
                 (
                     "DELETE",
-                    "DELETE of tenant {other}'s rows",
-                    format!("DELETE FROM {name} WHERE {column} = {}", typed(2)),
+                    "DELETE without a WHERE",
+                    format!("DELETE FROM {name}"),
                 ),
                 ("TRUNCATE", "TRUNCATE", format!("TRUNCATE {name}")),
             ];
             for (kind, what, sql) in attempts {
                 let what = what.replace("{other}", other);
-                match probe(&acting, me, || change(&sql, &args)) {
-                    Outcome::Rows(0, _) if kind != "TRUNCATE" => {
+                if kind == "TRUNCATE" && !may_truncate {
+                    refused(&mut refusals, kind, "not granted".to_string());
+                    continue;
+                }
+                let own_rows = format!(
+                    "SELECT pg_catalog.count(*), 0::pg_catalog.int8, 0::pg_catalog.int8 FROM {name}"
+                );
+                match probe(&acting, me, || {
+                    // The rows this tenant sees, then the write, in one subtransaction.
+                    let (own, _, _) = count(&own_rows, &[]);
+                    let (written, _, _) = change(&sql, &args);
+                    (written, own, 0)
+                }) {
+                    // A blind UPDATE or DELETE that stays within the tenant's own rows.
+                    Outcome::Rows(n, own, _)
+                        if (kind == "UPDATE" || kind == "DELETE") && n <= own =>
+                    {
+                        refused(&mut refusals, kind, format!("own rows only ({n})"))
+                    }
+                    Outcome::Rows(0, ..) if kind != "TRUNCATE" => {
                         refused(&mut refusals, kind, "no row".to_string())
                     }
-                    Outcome::Rows(n, _) => {
+                    Outcome::Rows(n, own, _) if kind == "UPDATE" || kind == "DELETE" => {
+                        return fail(format!(
+                            "tenant_guard: {who}, {what} on {name} reached {} row(s) of other tenants",
+                            n - own
+                        ))
+                    }
+                    Outcome::Rows(n, ..) => {
                         return fail(format!(
                             "tenant_guard: {who}, {what} on {name} succeeded ({n} row(s))"
                         ))
                     }
-                    Outcome::Failed(state, _) => refused(&mut refusals, kind, state),
+                    // Row level security refused it (or a privilege, or the TRUNCATE guard);
+                    // a table referenced by foreign keys cannot be truncated at all.
+                    Outcome::Failed(state, _)
+                        if state == "42501" || (kind == "TRUNCATE" && state == "0A000") =>
+                    {
+                        refused(&mut refusals, kind, state)
+                    }
+                    // WITH CHECK runs before constraints: a constraint violation means row level
+                    // security let the row through.
+                    Outcome::Failed(state, message) if state.starts_with("23") => {
+                        return fail(format!(
+                            "tenant_guard: {who}, {what} on {name} passed row level security and failed only on a constraint ({state}: {message})"
+                        ))
+                    }
+                    Outcome::Failed(state, message) => {
+                        return inconclusive(format!(
+                            "{who}, {what} on {name} failed before row level security could refuse it ({state}: {message})"
+                        ))
+                    }
                 }
             }
         }

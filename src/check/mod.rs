@@ -12,7 +12,6 @@ mod isolation;
 mod keys;
 mod policies;
 
-use crate::catalog;
 use crate::error::{self, Result};
 use crate::expected::GENERATED_POLICIES;
 use crate::policy;
@@ -103,11 +102,17 @@ fn catalog_rule(sql: &str, tenant_column: &str) -> Vec<Finding> {
 /// creates a placeholder instead of failing (the policies never read it, but a forged SET goes
 /// unnoticed), and the first use in each backend pays the load.
 fn preload() -> Option<Finding> {
-    let setting = catalog::select_value::<String>(
-        "SELECT pg_catalog.current_setting('shared_preload_libraries')",
-        &[],
-    )
-    .unwrap_or_default();
+    // Read past its superuser-only flag: the list is no secret, and check() runs as its caller.
+    let setting = unsafe {
+        let value = pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false);
+        if value.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(value)
+                .to_string_lossy()
+                .into_owned()
+        }
+    };
     let libraries: Vec<String> = setting
         .split(',')
         .map(|l| l.trim().trim_matches('"').to_string())
@@ -119,8 +124,9 @@ fn preload() -> Option<Finding> {
     if loaded {
         return None;
     }
-    let mut wanted = libraries.clone();
-    wanted.push("tenant_guard".to_string());
+    // A list setting: one literal per library (a single 'a, b' would name one library "a, b").
+    let mut wanted: Vec<String> = libraries.iter().map(quote_literal).collect();
+    wanted.push("'tenant_guard'".to_string());
     Some(Finding {
         severity: Severity::Warning,
         code: "TG017",
@@ -131,7 +137,7 @@ fn preload() -> Option<Finding> {
             .to_string(),
         fix: format!(
             "ALTER SYSTEM SET shared_preload_libraries = {};  -- takes effect at the next server restart",
-            quote_literal(wanted.join(", "))
+            wanted.join(", ")
         ),
     })
 }

@@ -72,6 +72,8 @@ struct UserPolicy {
     name: String,
     table: String,
     permissive: bool,
+    has_using: bool,
+    has_check: bool,
     expressions: Vec<String>,
     /// For a protected table: its tenant column's number and the top table of its protection.
     tenant_attnum: Option<i16>,
@@ -94,7 +96,8 @@ fn user_policies() -> Vec<UserPolicy> {
             .select(
                 "SELECT pol.polname::text, pol.polrelid::regclass::text, pol.polpermissive,
                         array_remove(ARRAY[pol.polqual::text, pol.polwithcheck::text], NULL),
-                        ta.attnum, coalesce(p.parent, p.relid)::text
+                        ta.attnum, coalesce(p.parent, p.relid)::text,
+                        pol.polqual IS NOT NULL, pol.polwithcheck IS NOT NULL
                    FROM pg_policy pol
                    JOIN pg_class c ON c.oid = pol.polrelid
                    JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -117,6 +120,8 @@ fn user_policies() -> Vec<UserPolicy> {
                     expressions: row.get::<Vec<String>>(4)?.unwrap_or_default(),
                     tenant_attnum: row.get::<i16>(5)?,
                     top: row.get::<String>(6)?,
+                    has_using: row.get::<bool>(7)?.unwrap_or(false),
+                    has_check: row.get::<bool>(8)?.unwrap_or(false),
                 })
             })
             .collect::<SpiResult<Vec<_>>>()
@@ -132,7 +137,10 @@ fn called(functions: &[pg_sys::Oid]) -> Vec<Called> {
         client
             .select(
                 "SELECT f.oid::regprocedure::text, f.provolatile::text,
-                        l.lanname NOT IN ('c', 'internal'),
+                        l.lanname NOT IN ('c', 'internal') AND n.nspname <> 'pg_catalog'
+                          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                           WHERE d.classid = 'pg_proc'::regclass AND d.objid = f.oid
+                                             AND d.deptype = 'e'),
                         n.nspname = 'tenant_guard'
                           AND f.proname IN ('required_tenant_id', 'current_tenant_id', 'required_user_id',
                                             'current_user_id', 'tenant_role_in', 'current_tenant_role'),
@@ -174,11 +182,29 @@ pub fn findings() -> Vec<Finding> {
             quote_identifier(&policy.name),
             policy.table
         );
-        let drop = format!(
-            "DROP POLICY IF EXISTS {} ON {};",
-            quote_identifier(&policy.name),
-            policy.table
-        );
+        // Elsewhere the fix removes the call and fails closed: a permissive policy goes (it can
+        // only have widened access); a restrictive one becomes false (dropping it would widen).
+        let drop = if policy.permissive {
+            format!(
+                "DROP POLICY IF EXISTS {} ON {};",
+                quote_identifier(&policy.name),
+                policy.table
+            )
+        } else {
+            let mut clauses = Vec::new();
+            if policy.has_using {
+                clauses.push("USING (false)");
+            }
+            if policy.has_check {
+                clauses.push("WITH CHECK (false)");
+            }
+            format!(
+                "ALTER POLICY {} ON {} {};  -- fails closed: rewrite it with tenant_guard's context",
+                quote_identifier(&policy.name),
+                policy.table,
+                clauses.join(" ")
+            )
+        };
         // On a protected table, reapply_protection removes what tenant_guard did not generate.
         let fix = match &policy.top {
             Some(top) => format!(
@@ -258,7 +284,7 @@ pub fn findings() -> Vec<Finding> {
                     code: "TG014",
                     object: format!("function {}", function.signature),
                     message: format!(
-                        "IMMUTABLE function {} is called by policy {} on {}: the planner may fold it into a cached plan, so if it reads session state (a setting, the user) one session's value serves another",
+                        "IMMUTABLE function {} is called by policy {} on {}: the planner may fold it into a cached plan, so if it reads session state (a setting, the user) one session's value serves another (an index or generated column that uses it must be rebuilt without it first)",
                         function.signature,
                         quote_identifier(&policy.name),
                         policy.table

@@ -135,16 +135,21 @@ def test_check_flags_everything_pgrls_flags_about_tenants(check_cluster):
 
 
 def test_preload_finding_goes_away_after_restart():
+    """TG017's fix keeps the libraries already preloaded (a list setting, one literal each)."""
     c = Cluster(_workdir() / "pg", preload=False)
+    restart = [str(REPO / "scripts" / "cluster"), "restart", str(c.directory)]
     try:
+        with c.connect(user="postgres") as conn:
+            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        subprocess.run(restart, check=True, stdout=subprocess.DEVNULL)
         tg017 = [f for f in findings(c, c.dbname) if f[1] == "TG017"]
         assert len(tg017) == 1, tg017
+        assert "'pg_stat_statements', 'tenant_guard'" in tg017[0][4], tg017
         with c.connect(user="postgres") as conn:
             conn.execute(tg017[0][4])
-        subprocess.run([str(REPO / "scripts" / "cluster"), "restart", str(c.directory)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(restart, check=True, stdout=subprocess.DEVNULL)
         assert [f for f in findings(c, c.dbname) if f[1] == "TG017"] == []
         with c.connect(user="postgres") as conn:
-            assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == "tenant_guard"
+            assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == "pg_stat_statements, tenant_guard"
     finally:
         c.stop()

@@ -1,9 +1,10 @@
 """The isolation test as users write it in their own suites (examples/testing): a psql script, a
 pgTAP file run by pg_prove, a pytest test with psycopg and a Rust test with tokio-postgres. Each
 is the same test (tenant A writes, tenant B reads through the normal path and gets nothing, then
-assert_tenant_isolation), run as the application role against examples/testing/schema.sql. Each
-must pass on that schema and fail on a copy where a superuser opened a leak (so each test
-really asserts)."""
+assert_tenant_isolation), run as the CI role against examples/testing/schema.sql. Each must pass
+on that schema and fail on copies where a superuser opened a leak: one for reads (the plain test
+catches it) and one for writes only (only assert_tenant_isolation does), so each test really
+asserts."""
 
 import os
 import pathlib
@@ -18,31 +19,38 @@ from conftest import REPO
 TESTING = REPO / "examples" / "testing"
 RUST_TARGET = REPO / "target" / "user-suite-rust"
 
-LEAK = """
-SET session_replication_role = replica;  -- event triggers off: the tamper guard does not see this
-DROP POLICY tenant_guard_fence ON memory.facts;
-CREATE POLICY open_reads ON memory.facts FOR SELECT TO agent_app USING (true);
-RESET session_replication_role;
-"""
+LEAKS = {  # event triggers off: the tamper guard does not see these
+    "agent_read_leak": """
+        SET session_replication_role = replica;
+        DROP POLICY tenant_guard_fence ON memory.facts;
+        CREATE POLICY open_reads ON memory.facts FOR SELECT TO agent_app USING (true);
+        RESET session_replication_role;""",
+    "agent_write_leak": """
+        SET session_replication_role = replica;
+        DROP POLICY tenant_guard_fence ON memory.facts;
+        CREATE POLICY open_inserts ON memory.facts FOR INSERT TO agent_app WITH CHECK (true);
+        RESET session_replication_role;""",
+}
+DATABASES = ["agent_ok", *LEAKS]
 
 
 @pytest.fixture(scope="module")
 def databases(plain_cluster):
     with plain_cluster.connect(user="postgres", dbname="postgres") as conn:
-        for name in ("agent_ok", "agent_leaky"):
+        for name in DATABASES:
             conn.execute(f"CREATE DATABASE {name}")
-    for name in ("agent_ok", "agent_leaky"):
+    for name in DATABASES:
         with plain_cluster.connect(user="postgres", dbname=name) as conn:
             conn.execute((TESTING / "schema.sql").read_text())
             conn.execute("CREATE EXTENSION pgtap")
-    with plain_cluster.connect(user="postgres", dbname="agent_leaky") as conn:
-        conn.execute(LEAK)
+            if name in LEAKS:
+                conn.execute(LEAKS[name])
     return plain_cluster
 
 
 def environment(cluster, dbname):
     return dict(os.environ, PGHOST=cluster.host, PGPORT=str(cluster.port), PGDATABASE=dbname,
-                PGUSER="agent_app", PGAPPNAME="user-suite")
+                PGUSER="agent_ci", PGAPPNAME="user-suite")
 
 
 def run(command, cluster, dbname, cwd=REPO):
@@ -78,13 +86,12 @@ PROOF = {  # what each prints when it passed
     "psql": "ok: tenant-b sees none of tenant-a's facts",
     "pgtap": "All tests successful.",
     "pytest": "2 passed",
-    "rust": "test result: ok. 2 passed",
+    "rust": "test result: ok. 1 passed",
 }
-FAILURE = {  # what each prints when the leak is there
-    "psql": "tenant-b sees",
-    "pgtap": "tenant-b sees none of tenant-a's facts",
-    "pytest": "tenant-b sees",
-    "rust": "tenant-b sees",
+FAILURE = {  # what each prints when a leak is there
+    "agent_read_leak": {"psql": "tenant-b sees", "pgtap": "tenant-b sees none of tenant-a's facts",
+                        "pytest": "tenant-b sees", "rust": "tenant-b sees"},
+    "agent_write_leak": {suite: "INSERT of a row for tenant" for suite in ("psql", "pgtap", "pytest", "rust")},
 }
 
 
@@ -96,9 +103,10 @@ def test_suite_passes_on_an_isolated_schema(databases, suite):
     assert PROOF[suite] in output, output
 
 
+@pytest.mark.parametrize("leak", list(LEAKS))
 @pytest.mark.parametrize("suite", list(SUITES))
-def test_suite_fails_on_a_leak(databases, suite):
-    result = SUITES[suite](databases, "agent_leaky")
+def test_suite_fails_on_a_leak(databases, suite, leak):
+    result = SUITES[suite](databases, leak)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert FAILURE[suite] in output, output
+    assert FAILURE[leak][suite] in output, output

@@ -1,5 +1,5 @@
 -- Tenant A writes, tenant B reads through the normal path and gets nothing. pgTAP, run by
--- pg_prove:  pg_prove -d <db> -U agent_app examples/testing/pgtap/isolation.sql
+-- pg_prove:  pg_prove -d <db> -U agent_ci examples/testing/pgtap/isolation.sql
 -- (needs CREATE EXTENSION pgtap in the database).
 --
 -- pgTAP keeps its state in temporary tables, and tenant_guard treats temporary tables as state a
@@ -19,6 +19,6 @@ SELECT is((SELECT count(*) FROM memory.facts WHERE subject = 'case-123'), 0::big
           'tenant-b sees none of tenant-a''s facts');
 SELECT lives_ok($$INSERT INTO memory.facts (subject, fact) VALUES ('case-456', 'prefers phone')$$,
                 'tenant-b saves a fact');
-SELECT matches(tenant_guard.assert_tenant_isolation('memory.facts', current_user), '^isolated',
+SELECT matches(tenant_guard.assert_tenant_isolation('memory.facts', 'agent_app'), '^isolated',
                'no read or write crosses tenants (assert_tenant_isolation)');
 SELECT * FROM finish();

@@ -21,6 +21,6 @@ SELECT format('DO $do$ BEGIN RAISE EXCEPTION %L; END $do$',
 
 -- The helper tries every way across tenants (reads, INSERT, UPDATE, DELETE, TRUNCATE) and
 -- raises if one works; it rolls all of it back.
-SELECT tenant_guard.assert_tenant_isolation('memory.facts', current_user) AS result \gset
+SELECT tenant_guard.assert_tenant_isolation('memory.facts', 'agent_app') AS result \gset
 \echo :result
 \echo 'ok: tenant-b sees none of tenant-a''s facts'

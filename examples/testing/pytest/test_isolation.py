@@ -1,7 +1,7 @@
 """Tenant A writes, tenant B reads through the normal path and gets nothing. pytest with
 psycopg 3; the connection comes from the libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER):
 
-    PGUSER=agent_app pytest examples/testing/pytest
+    PGUSER=agent_ci pytest examples/testing/pytest
 """
 
 import psycopg
@@ -30,6 +30,6 @@ def test_tenant_b_never_sees_tenant_a():
 def test_no_read_or_write_crosses_tenants():
     with connect() as conn:
         result = conn.execute(
-            "SELECT tenant_guard.assert_tenant_isolation('memory.facts', current_user)"
+            "SELECT tenant_guard.assert_tenant_isolation('memory.facts', 'agent_app')"
         ).fetchone()[0]
         assert result.startswith("isolated"), result

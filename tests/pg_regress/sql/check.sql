@@ -3,6 +3,12 @@
 -- shared_preload_libraries, as the suites' cluster does on purpose.
 \c postgres postgres
 CREATE DATABASE tg_check;
+DO $$
+BEGIN
+    CREATE ROLE tenant_guard_admin NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN NULL;  -- an earlier suite may have created it
+END $$;
+CREATE ROLE tg_ci LOGIN IN ROLE tg_app, tenant_guard_admin;
 \c tg_check postgres
 CREATE EXTENSION tenant_guard;
 SELECT code, severity, object FROM tenant_guard.check();
@@ -12,6 +18,8 @@ SELECT code, severity, object FROM tenant_guard.check() WHERE code <> 'TG017';
 SELECT tenant_guard.assert_no_findings('error');
 
 \i tests/fixtures/check_mistakes.sql
+-- A stored setting for every role in every database (the fix loop resets it).
+ALTER ROLE ALL SET tenant_guard.trace_id = 'from-a-role-default';
 -- Hostile names are quoted in every message and fix.
 SET tenant_guard.auto_protect = off;
 CREATE TABLE shop."odd""name; DROP TABLE shop.orders; --" (tenant_id text NOT NULL, "Id" int PRIMARY KEY);
@@ -76,7 +84,9 @@ SELECT tenant_guard.reapply_protection('tenant_guard.audit_log');
 \c - postgres
 ALTER ROLE tg_ops BYPASSRLS;
 
--- assert_tenant_isolation proves it by trying, as the role, with two tenants' rows.
+-- assert_tenant_isolation proves it by trying, as the role, with two tenants' rows. The role
+-- may TRUNCATE shop.orders, so the TRUNCATE guard itself is tried there.
+GRANT TRUNCATE ON shop.orders TO tg_app;
 INSERT INTO shop.customers (tenant_id, name) VALUES ('acme', 'Ann'), ('acme', 'Al'), ('globex', 'Gus');
 INSERT INTO shop.orders (tenant_id, customer_id, total, card)
     SELECT tenant_id, id, 10 * id, '4111-' || id FROM shop.customers;
@@ -127,6 +137,20 @@ DROP POLICY see_all ON shop.customers;
 CREATE POLICY insert_any ON shop.customers FOR INSERT WITH CHECK (true);
 RESET session_replication_role;
 SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app');
+SET session_replication_role = replica;
+DROP POLICY insert_any ON shop.customers;
+CREATE POLICY update_any ON shop.customers FOR UPDATE USING (true);
+RESET session_replication_role;
+SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app');
+SET session_replication_role = replica;
+DROP POLICY update_any ON shop.customers;
+CREATE POLICY delete_any ON shop.customers FOR DELETE USING (true);
+RESET session_replication_role;
+SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app');
+-- reapply_protection drops what tenant_guard did not generate, for a superuser only.
+\c - tg_owner
+SELECT tenant_guard.reapply_protection('shop.customers');
+\c - postgres
 SELECT tenant_guard.reapply_protection('shop.customers');
 SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app') LIKE 'isolated:%' AS isolated_again;
 -- Bad input.
@@ -144,15 +168,24 @@ SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app', user_id 
 \echo :LAST_ERROR_SQLSTATE
 SELECT tenant_guard.assert_tenant_isolation('no_such_table', 'tg_app');
 \echo :LAST_ERROR_SQLSTATE
--- Not for PUBLIC; and a caller granted it still needs the role's privileges and
--- set_tenant_context (it could not run the probes itself otherwise).
-GRANT EXECUTE ON FUNCTION tenant_guard.assert_tenant_isolation(regclass, name, text, text) TO tg_reader;
+-- Not for PUBLIC; granted, it is still for tenant_guard administrators (the probes act for
+-- tenants without a credential), acting as a role whose privileges they have.
+GRANT EXECUTE ON FUNCTION tenant_guard.assert_tenant_isolation(regclass, name, text, text),
+                          tenant_guard.check() TO tg_reader, tg_ci;
 \c - tg_app
 SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app');
 \echo :LAST_ERROR_SQLSTATE
 \c - tg_reader
 SELECT tenant_guard.assert_tenant_isolation('shop.customers', 'tg_app');
 \echo :LAST_ERROR_SQLSTATE
+-- A CI role: an administrator and a member of the application role. It runs check() (as a
+-- non-superuser) and the assertion as the application role, not as a role it is not a member of.
+\c - tg_ci
+SELECT count(*) > 0 AS check_runs FROM tenant_guard.check();
+SELECT tenant_guard.assert_tenant_isolation('shop.orders', 'tg_app') LIKE 'isolated:%' AS isolated;
+SELECT tenant_guard.assert_tenant_isolation('shop.orders', 'tg_owner');
+\echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
 \c postgres postgres
 DROP DATABASE tg_check;
+DROP ROLE tg_ci;
