@@ -38,6 +38,14 @@
 //!    `auth::require_admin`), and reads of the rules and plans; built-in types, fully
 //!    qualified SQL.
 //!
+//! 7. **The tenants of an isolation assertion** (`check/isolation.rs`, for administrators): one
+//!    `SELECT <tenant column>::pg_catalog.text, pg_catalog.count(*) ... GROUP BY` over the
+//!    table under test, to find two tenants with rows. The tenant column is of a built-in type,
+//!    compared and sorted with its built-in operators (a default operator class for it needs a
+//!    superuser), no policy applies to the owner, and a protected table has no rules; the path
+//!    is pinned. The probes that follow switch to the role under test instead (lower, not
+//!    higher privileges), in subtransactions that are rolled back.
+//!
 //! One more identity is not a switch: the **denial writer** (`authz/denial.rs`) is a background
 //! worker that connects as the extension owner and writes one audit row through (3) and (4),
 //! built in Rust from the values `require_action` handed over (strings and numbers in a shared
@@ -48,7 +56,9 @@
 //! (`OPERATOR(pg_catalog.=)`) and casts, so it means the same under any search_path; catalog
 //! lookups that do not run as the owner are written the same way, so that a caller's objects
 //! cannot change their answers either ([`with_pinned_search_path`] adds a pinned path where a
-//! lookup runs from a trigger without one).
+//! lookup runs from a trigger without one). The self-check's catalog queries (`sql/check/`)
+//! run as their caller inside functions whose path is pinned to `pg_catalog, pg_temp` (which
+//! never looks up functions or operators in `pg_temp`), and are written plainly.
 //!
 //! The SECURITY DEFINER functions of the extension are the event trigger functions, which
 //! are C functions with `SET search_path = pg_catalog, pg_temp` (see `sql/finalize.sql`).
