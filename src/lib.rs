@@ -27,6 +27,7 @@ mod memory;
 mod policy;
 mod privilege;
 mod repair;
+mod scoped;
 mod session_state;
 mod sqltypes;
 mod tenant_type;

@@ -50,14 +50,7 @@ thread_local! {
 /// probes, which are rolled back (their audit rows would be too, but not the identity values
 /// and chain-head locks writing them takes). Nothing else sets it.
 pub fn discarding<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            DISCARDING.set(self.0);
-        }
-    }
-    let _restore = Restore(DISCARDING.replace(true));
-    f()
+    crate::scoped::while_set(&DISCARDING, f)
 }
 
 fn discarded() -> bool {

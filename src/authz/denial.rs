@@ -44,14 +44,7 @@ thread_local! {
 /// Run `f` without recording denials (`assert_tenant_isolation`'s probes, which are rolled
 /// back; an error inside `f` aborts the transaction, which ends the probe too).
 pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            QUIET.set(self.0);
-        }
-    }
-    let _restore = Restore(QUIET.replace(true));
-    f()
+    crate::scoped::while_set(&QUIET, f)
 }
 
 /// What was denied, to whom (the rest of the context is read here).

@@ -154,7 +154,30 @@ fn unscoped_keys() -> Vec<(pg_sys::Oid, Finding)> {
                             FROM unnest(con.conexclop) WITH ORDINALITY x(op, n)
                             JOIN pg_operator o ON o.oid = x.op
                             JOIN pg_namespace n ON n.oid = o.oprnamespace
-                           ORDER BY x.n)
+                           ORDER BY x.n),
+                    -- The key columns as an index element: with a collation other than the
+                    -- column's, an operator class other than the default, and the ordering.
+                    ARRAY(SELECT CASE WHEN k.attnum = 0
+                                      THEN '(' || pg_get_indexdef(i.indexrelid, k.n::int4, true) || ')'
+                                      ELSE quote_ident(a.attname) END
+                                 || CASE WHEN co.oid IS NOT NULL
+                                          AND co.oid <> CASE WHEN k.attnum = 0 THEN 100 ELSE a.attcollation END
+                                         THEN format(' COLLATE %I.%I', con_ns.nspname, co.collname) ELSE '' END
+                                 || CASE WHEN NOT opc.opcdefault
+                                         THEN format(' %I.%I', opc_ns.nspname, opc.opcname) ELSE '' END
+                                 || CASE WHEN k.opt & 1 = 1 AND k.opt & 2 = 0 THEN ' DESC NULLS LAST'
+                                         WHEN k.opt & 1 = 1 THEN ' DESC'
+                                         WHEN k.opt & 2 = 2 THEN ' NULLS FIRST' ELSE '' END
+                            FROM ROWS FROM (unnest(i.indkey::int2[]), unnest(i.indcollation::oid[]),
+                                            unnest(i.indclass::oid[]), unnest(i.indoption::int2[]))
+                                 WITH ORDINALITY k(attnum, coll, class, opt, n)
+                            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                            LEFT JOIN pg_collation co ON co.oid = k.coll
+                            LEFT JOIN pg_namespace con_ns ON con_ns.oid = co.collnamespace
+                            JOIN pg_opclass opc ON opc.oid = k.class
+                            JOIN pg_namespace opc_ns ON opc_ns.oid = opc.opcnamespace
+                           WHERE k.n <= i.indnkeyatts
+                           ORDER BY k.n)
                FROM tenant_guard.protected_tables p
                JOIN pg_class c ON c.oid = p.relid::oid
                JOIN pg_attribute ta ON ta.attrelid = c.oid AND ta.attname = p.tenant_column
@@ -188,6 +211,7 @@ fn unscoped_keys() -> Vec<(pg_sys::Oid, Finding)> {
                 deferred: row.get::<bool>(13)?.unwrap_or(false),
                 columns: row.get::<Vec<String>>(14)?.unwrap_or_default(),
                 operators: row.get::<Vec<String>>(15)?.unwrap_or_default(),
+                elements: row.get::<Vec<String>>(16)?.unwrap_or_default(),
             });
         }
         Ok::<_, pgrx::spi::SpiError>(keys)
@@ -213,6 +237,8 @@ struct Key {
     deferred: bool,
     columns: Vec<String>,
     operators: Vec<String>,
+    /// The key columns as index elements (collation, operator class, ordering).
+    elements: Vec<String>,
 }
 
 impl Key {
@@ -243,7 +269,8 @@ impl Key {
         };
         let (object, what, replace) = match (&self.constraint, self.kind.as_str()) {
             (Some(name), "x") => {
-                let elements: Vec<String> = keys
+                let elements: Vec<String> = self
+                    .elements
                     .iter()
                     .zip(self.operators.iter())
                     .map(|(key, op)| format!("{key} WITH {op}"))
@@ -283,7 +310,7 @@ impl Key {
                     quote_identifier(&self.index_name),
                     self.table,
                     quote_identifier(&self.method),
-                    keys.join(", "),
+                    self.elements.join(", "),
                     predicate("WHERE"),
                 ),
             ),
