@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 TESTING = REPO / "examples" / "testing"
-RUST_TARGET = REPO / "target" / "user-suite-rust"
+RUST_TARGET = REPO / "target" / "examples-rust"  # shared with test_examples.py
 
 LEAKS = {  # event triggers off: the tamper guard does not see these
     "agent_read_leak": """
