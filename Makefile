@@ -1,11 +1,12 @@
 # tenant_guard — thin wrappers over scripts/. Every target installs what it needs first.
-.PHONY: help setup demo test lint install bench clean
+.PHONY: help setup demo test lint install bench soak clean
 
 help:
 	@echo "make demo     build, install and run the narrated walkthrough on a throwaway cluster"
 	@echo "make test     run every test suite (lint, pgrx, pg_regress, client); non-zero on failure"
 	@echo "make lint     cargo fmt --check and cargo clippy -D warnings"
 	@echo "make bench    the cost of isolation as ratios, side by side (about 20 minutes)"
+	@echo "make soak     the pooled workload for SOAK_MINUTES (10) minutes: leaks, errors, latency"
 	@echo "make install  build (release) and install into the system PostgreSQL 15"
 	@echo "make setup    install Debian packages, cargo-pgrx 0.18.1 and pgrx init (idempotent)"
 
@@ -28,6 +29,9 @@ install:
 
 bench:
 	scripts/bench
+
+soak:
+	scripts/soak
 
 clean:
 	cargo clean

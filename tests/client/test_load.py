@@ -31,15 +31,20 @@ def create_table(cluster, name):
         conn.execute(f"CREATE INDEX ON app.{name} (marker)")
 
 
-def client(connect, table, number, transactions, results, failures):
-    """One client: `transactions` transactions, a new tenant each time. Its counts go to
-    `results` once it is done (no counter is shared between threads)."""
+def client(connect, table, number, transactions, results, failures, deadline=None):
+    """One client: `transactions` transactions (or until `deadline`, a time.monotonic()), a new
+    tenant each time. Its counts and latencies go to `results` once it is done (no counter is
+    shared between threads)."""
     stats = {"transactions": 0, "foreign_rows": 0, "refused": 0}
+    latency = {"write and read back": [], "no context": []}
     committed = {}
     previous = None
     try:
         with connect() as conn:
             for i in range(transactions):
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                started = time.monotonic()
                 tenant = TENANTS[(number + i) % len(TENANTS)]
                 if i % 100 == 99:
                     # A client that forgets its context gets the error, whatever the backend did
@@ -49,6 +54,7 @@ def client(connect, table, number, transactions, results, failures):
                         failures.append((number, i, "no error without a context"))
                     except errors.InsufficientPrivilege:
                         stats["refused"] += 1
+                    latency["no context"].append(time.monotonic() - started)
                     continue
                 marker = f"{number}-{i}"
                 with conn.transaction():
@@ -60,18 +66,19 @@ def client(connect, table, number, transactions, results, failures):
                 foreign = [r for r in rows if r[0] != tenant]
                 if foreign or (tenant, marker) not in rows:
                     failures.append((number, i, tenant, rows))
+                latency["write and read back"].append(time.monotonic() - started)
                 stats["transactions"] += 1
                 stats["foreign_rows"] += len(foreign)
                 committed[tenant] = committed.get(tenant, 0) + 1
                 previous = (tenant, marker)
     except Exception as exc:  # reported by the main thread
         failures.append((number, "exception", repr(exc)))
-    results.append((stats, committed))
+    results.append((stats, committed, latency))
 
 
-def run_clients(connect, table, clients, transactions_each):
+def run_clients(connect, table, clients, transactions_each, deadline=None):
     results, failures = [], []
-    threads = [threading.Thread(target=client, args=(connect, table, n, transactions_each, results, failures))
+    threads = [threading.Thread(target=client, args=(connect, table, n, transactions_each, results, failures, deadline))
                for n in range(clients)]
     started = time.monotonic()
     for thread in threads:
@@ -80,6 +87,7 @@ def run_clients(connect, table, clients, transactions_each):
         thread.join()
     stats = {key: sum(r[0][key] for r in results) for key in ("transactions", "foreign_rows", "refused")}
     stats["committed"] = [r[1] for r in results]
+    stats["latency"] = {kind: sorted(x for r in results for x in r[2][kind]) for kind in results[0][2]} if results else {}
     stats["seconds"] = time.monotonic() - started
     assert len(results) == clients, failures
     return stats, failures
