@@ -165,3 +165,85 @@ def _drop_databases(plain_cluster):
     with plain_cluster.connect(user="postgres", dbname="postgres") as admin:
         for db in ("tg_dump_src", "tg_dump_dst"):
             admin.execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+CREDENTIALS_SQL = """
+CREATE EXTENSION tenant_guard;
+GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context_token(text, boolean),
+                          tenant_guard.set_tenant_context_api_key(text, boolean) TO tg_app;
+CREATE SCHEMA cred AUTHORIZATION tg_owner;
+GRANT USAGE ON SCHEMA cred TO tg_app;
+SET ROLE tg_owner;
+CREATE TABLE cred.notes (tenant_id text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, body text,
+                         PRIMARY KEY (tenant_id, id));
+GRANT SELECT, INSERT ON cred.notes TO tg_app;
+RESET ROLE;
+SELECT tenant_guard.enable_tenant_audit('cred.notes');
+SELECT tenant_guard.add_tenant('acme'), tenant_guard.add_tenant('globex', 'pro');
+SELECT tenant_guard.add_token_key('hs-client', 'HS256', '\\x{hs}');
+SELECT tenant_guard.revoke_token('revoked-jti');
+SELECT tenant_guard.add_member('acme', 'alice', 'member');
+"""
+
+
+def test_credentials_and_chains_survive_a_dump_into_a_fresh_cluster(plain_cluster, tmp_path):
+    """Every credential kind (token keys, revoked tokens, API keys and their revocation,
+    tenants, memberships) and the audit chain, dumped and restored into another cluster."""
+    from conftest import Cluster, _workdir
+    from test_auth import HS_SECRET, token
+
+    with plain_cluster.connect(user="postgres", dbname="postgres") as admin:
+        admin.execute("CREATE DATABASE tg_cred_src")
+    with plain_cluster.connect(user="postgres", dbname="tg_cred_src") as admin:
+        admin.execute(CREDENTIALS_SQL.replace("{hs}", HS_SECRET.hex()))
+        key_acme = admin.execute("SELECT tenant_guard.issue_api_key('acme', 'agent', '1 day', 'dump')").fetchone()[0]
+        key_revoked = admin.execute("SELECT tenant_guard.issue_api_key('acme', 'agent', '1 day', 'gone')").fetchone()[0]
+        admin.execute("SELECT tenant_guard.revoke_api_key(%s)", (key_revoked.split("_")[1],))
+    with plain_cluster.connect(dbname="tg_cred_src") as app:
+        with app.transaction():
+            app.execute("SELECT tenant_guard.set_tenant_context_api_key(%s)", (key_acme,))
+            app.execute("INSERT INTO cred.notes (body) VALUES ('acme before the dump')")
+        with app.transaction():
+            app.execute("SELECT tenant_guard.set_tenant_context_token(%s)", (token("globex", jti="t-1"),))
+            app.execute("INSERT INTO cred.notes (body) VALUES ('globex before the dump')")
+    dump = tmp_path / "cred.dump"
+    plain_cluster.run_bin("pg_dump", "-Fc", "-U", "postgres", "-d", "tg_cred_src", "-f", str(dump))
+
+    fresh = Cluster(_workdir() / "pg", preload=True)  # its own roles: tg_app, tg_owner
+    try:
+        with fresh.connect(user="postgres", dbname="postgres") as admin:
+            admin.execute("CREATE DATABASE tg_cred_dst")
+        restore = fresh.run_bin("pg_restore", "--exit-on-error", "-U", "postgres", "-d", "tg_cred_dst", str(dump),
+                                stderr=subprocess.PIPE, text=True)
+        assert restore.stderr == "", restore.stderr
+        with fresh.connect(dbname="tg_cred_dst") as app:
+            with app.transaction():
+                app.execute("SELECT tenant_guard.set_tenant_context_api_key(%s)", (key_acme,))
+                assert app.execute("SELECT tenant_id, body FROM cred.notes").fetchall() == [
+                    ("acme", "acme before the dump")]
+                app.execute("INSERT INTO cred.notes (body) VALUES ('acme after the restore')")
+            with app.transaction():
+                app.execute("SELECT tenant_guard.set_tenant_context_token(%s)", (token("globex", jti="t-2"),))
+                assert app.execute("SELECT tenant_id, body FROM cred.notes").fetchall() == [
+                    ("globex", "globex before the dump")]
+            with pytest.raises(errors.InvalidPassword):  # 28P01: the revocation came along
+                with app.transaction():
+                    app.execute("SELECT tenant_guard.set_tenant_context_api_key(%s)", (key_revoked,))
+            with pytest.raises(errors.InvalidAuthorizationSpecification):  # 28000: so did the token's
+                with app.transaction():
+                    app.execute("SELECT tenant_guard.set_tenant_context_token(%s)",
+                                (token("acme", jti="revoked-jti"),))
+        with fresh.connect(user="postgres", dbname="tg_cred_dst") as admin:
+            assert admin.execute("SELECT tenant_id, user_id, role FROM tenant_guard.memberships").fetchall() == [
+                ("acme", "alice", "member")]
+            assert admin.execute("SELECT tenant_id, plan FROM tenant_guard.tenants ORDER BY 1").fetchall() == [
+                ("acme", None), ("globex", "pro")]
+            for tenant in ("acme", "globex"):
+                assert admin.execute("SELECT * FROM tenant_guard.verify_audit_chain(%s)", (tenant,)).fetchall() == []
+            assert admin.execute("SELECT count(*) FROM tenant_guard.audit_log").fetchone() == (3,)
+            # Nothing about the restored database defeats isolation.
+            assert admin.execute("SELECT code, object FROM tenant_guard.check()").fetchall() == []
+    finally:
+        fresh.stop()
+        with plain_cluster.connect(user="postgres", dbname="postgres") as admin:
+            admin.execute("DROP DATABASE IF EXISTS tg_cred_src")
