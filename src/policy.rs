@@ -408,18 +408,7 @@ pub fn require_covering_protection(table: &Table, parent: pg_sys::Oid) -> Result
 /// generated ones allow, and would have to be re-created around them by every restore), and no
 /// rules (a rule rewrites statements on the table into others, past its policies).
 fn refuse_policies_and_rules(table: &Table) -> Result<()> {
-    let foreign = select_column::<String>(
-        "SELECT 'policy ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(polname)
-           FROM pg_catalog.pg_policy
-          WHERE polrelid OPERATOR(pg_catalog.=) $1
-            AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[])
-         UNION ALL
-         SELECT 'rule ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(rulename)
-           FROM pg_catalog.pg_rewrite
-          WHERE ev_class OPERATOR(pg_catalog.=) $1 AND rulename OPERATOR(pg_catalog.<>) '_RETURN'
-          ORDER BY 1",
-        &[table.oid.into(), GENERATED_POLICIES.to_vec().into()],
-    );
+    let foreign = policies_and_rules_of_its_own(table);
     if foreign.is_empty() {
         return Ok(());
     }
@@ -432,6 +421,23 @@ fn refuse_policies_and_rules(table: &Table) -> Result<()> {
         "Drop them first: tenant_guard's policies replace hand-written tenant policies, and a \
          protected table carries no others and no rules.",
     ))
+}
+
+/// The policies tenant_guard does not generate and the rules on a table, as `policy <name>` or
+/// `rule <name>` with the name quoted.
+pub fn policies_and_rules_of_its_own(table: &Table) -> Vec<String> {
+    select_column::<String>(
+        "SELECT 'policy ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(polname)
+           FROM pg_catalog.pg_policy
+          WHERE polrelid OPERATOR(pg_catalog.=) $1
+            AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[])
+         UNION ALL
+         SELECT 'rule ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(rulename)
+           FROM pg_catalog.pg_rewrite
+          WHERE ev_class OPERATOR(pg_catalog.=) $1 AND rulename OPERATOR(pg_catalog.<>) '_RETURN'
+          ORDER BY 1",
+        &[table.oid.into(), GENERATED_POLICIES.to_vec().into()],
+    )
 }
 
 /// Warn about foreign keys between protected tables that do not pair the tenant columns: a

@@ -4,9 +4,9 @@
 //! replica`) can still change a table, and a restore can go wrong.
 
 use crate::audit;
-use crate::catalog::{select_column, Registry, Table};
+use crate::catalog::{Registry, Table};
 use crate::error::{self, Result};
-use crate::expected::{self, GENERATED_POLICIES};
+use crate::expected;
 use crate::guard::OwnDdl;
 use crate::policy;
 use crate::sqltypes::RegClass;
@@ -18,32 +18,18 @@ use pgrx::spi::quote_identifier;
 /// added past it; any of them can widen what the generated policies allow.
 fn drop_foreign_objects(table: &Table) -> Result<()> {
     let wanted = expected::of(table);
-    let mut ddl: String = select_column::<String>(
-        "SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy
-          WHERE polrelid OPERATOR(pg_catalog.=) $1
-            AND polname OPERATOR(pg_catalog.<>) ALL ($2::pg_catalog.name[])",
-        &[table.oid.into(), GENERATED_POLICIES.to_vec().into()],
-    )
-    .iter()
-    .map(|name| {
-        format!(
-            "DROP POLICY {} ON {};",
-            quote_identifier(name),
-            table.qualified()
-        )
-    })
-    .collect();
-    for rule in select_column::<String>(
-        "SELECT rulename::pg_catalog.text FROM pg_catalog.pg_rewrite
-          WHERE ev_class OPERATOR(pg_catalog.=) $1 AND rulename OPERATOR(pg_catalog.<>) '_RETURN'",
-        &[table.oid.into()],
-    ) {
-        ddl.push_str(&format!(
-            "DROP RULE {} ON {};",
-            quote_identifier(&rule),
-            table.qualified()
-        ));
-    }
+    // `policy "name"` / `rule "name"`, the name already quoted.
+    let mut ddl: String = policy::policies_and_rules_of_its_own(table)
+        .iter()
+        .filter_map(|item| item.split_once(' '))
+        .map(|(kind, name)| {
+            format!(
+                "DROP {} {name} ON {};",
+                kind.to_uppercase(),
+                table.qualified()
+            )
+        })
+        .collect();
     for trigger in expected::our_triggers(table.oid) {
         if wanted.trigger(&trigger.name).is_none() {
             ddl.push_str(&format!(

@@ -10,21 +10,22 @@ use pgrx::pg_sys;
 use pgrx::spi::quote_literal;
 
 pub fn findings() -> Vec<Finding> {
-    // Each registered table with the top table its settings come from.
+    // Each registered table with the top table its settings come from (a regclass printed under
+    // the pinned search_path: schema-qualified and quoted).
     let tables = pgrx::spi::Spi::connect(|client| {
         client
             .select(
-                "SELECT p.relid::pg_catalog.oid, COALESCE(p.parent, p.relid)::pg_catalog.oid
+                "SELECT p.relid::pg_catalog.oid, COALESCE(p.parent, p.relid)::pg_catalog.text
                    FROM tenant_guard.protected_tables p
                  UNION
-                 SELECT a.relid::pg_catalog.oid, COALESCE(a.parent, a.relid)::pg_catalog.oid
+                 SELECT a.relid::pg_catalog.oid, COALESCE(a.parent, a.relid)::pg_catalog.text
                    FROM tenant_guard.audit_config a
                   WHERE NOT EXISTS (SELECT 1 FROM tenant_guard.protected_tables p
                                      WHERE p.relid OPERATOR(pg_catalog.=) a.relid)",
                 None,
                 &[],
             )?
-            .map(|row| Ok((row.get::<pg_sys::Oid>(1)?, row.get::<pg_sys::Oid>(2)?)))
+            .map(|row| Ok((row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?)))
             .collect::<pgrx::spi::SpiResult<Vec<_>>>()
     })
     .unwrap_or_default();
@@ -32,8 +33,7 @@ pub fn findings() -> Vec<Finding> {
     let actual = Actual::of_tables(&relids);
     let mut found = Vec::new();
     for (relid, top) in tables {
-        let (Some(table), Some(top)) = (relid.and_then(Table::lookup), top.and_then(Table::lookup))
-        else {
+        let (Some(table), Some(top)) = (relid.and_then(Table::lookup), top) else {
             continue;
         };
         let Some(state) = actual.get(&table.oid) else {
@@ -41,7 +41,7 @@ pub fn findings() -> Vec<Finding> {
         };
         let fix = format!(
             "SELECT tenant_guard.reapply_protection({});",
-            quote_literal(top.qualified())
+            quote_literal(top)
         );
         for difference in expected::of(&table).compare(&table, state) {
             found.push(Finding {
