@@ -21,3 +21,8 @@ as_pg_user() {
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# git on this checkout, even when it belongs to another user (CI checkouts may).
+repo_git() { git -C "$REPO" -c safe.directory="$REPO" "$@"; }
+# Released versions are built and checked from history: a shallow or missing history has none.
+has_full_history() { [ "$(repo_git rev-parse --is-shallow-repository 2>/dev/null)" = false ]; }
