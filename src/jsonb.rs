@@ -131,12 +131,6 @@ impl<'a> Builder<'a> {
         pg_sys::Datum::from(unsafe { pg_sys::JsonbValueToJsonb(self.result) })
     }
 
-    /// Serialise the finished document into `memory`.
-    pub fn finish_in(self, memory: pg_sys::MemoryContext) -> pg_sys::Datum {
-        let _in = crate::memory::InContext::switch(memory);
-        self.finish()
-    }
-
     fn scalar(&mut self, value: pg_sys::JsonbValue) {
         let token = match self.open.last() {
             Some(true) => Token::WJB_VALUE,

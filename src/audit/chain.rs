@@ -20,7 +20,7 @@
 //! are only as safe as the database.
 
 use super::plans;
-use super::trigger::{AuditRow, Statement, StatementMemory};
+use super::trigger::{AuditRow, Statement};
 use crate::error::{self, Result};
 use crate::privilege;
 use pgrx::datum::TimestampWithTimeZone;
@@ -101,7 +101,7 @@ pub struct Link {
 }
 
 /// The chain key of a tenant ('' for rows without one).
-fn key(tenant: Option<&str>) -> &str {
+pub fn key(tenant: Option<&str>) -> &str {
     tenant.unwrap_or("")
 }
 
@@ -178,50 +178,62 @@ unsafe fn lock_head(key: &str) -> (i64, [u8; 32]) {
     })
 }
 
-/// Append one statement's rows to their tenants' chains: lock the heads (in key order, so
-/// that two writers never wait on each other crosswise), link every row, advance the heads.
-/// Runs as the extension owner inside the writer's SPI connection.
-pub fn append(statement: &Statement, rows: &[AuditRow], memory: &StatementMemory) -> Vec<Link> {
-    let digests: Vec<[u8; 32]> = rows
-        .iter()
-        .map(|row| memory.scratch(|_| row_digest(statement, row)))
-        .collect();
-    let keys: BTreeSet<&str> = rows.iter().map(|row| key(row.tenant.as_deref())).collect();
-    let mut heads: BTreeMap<&str, (i64, [u8; 32])> = keys
-        .into_iter()
-        .map(|key| (key, unsafe { lock_head(key) }))
-        .collect();
-    let links = rows
-        .iter()
-        .zip(&digests)
-        .map(|(row, digest)| {
-            let (last_seq, last_hash) = heads
-                .get_mut(key(row.tenant.as_deref()))
-                .expect("locked above");
-            let seq = *last_seq + 1;
-            let hash = link(last_hash, seq, digest);
-            let prev = std::mem::replace(last_hash, hash);
-            *last_seq = seq;
-            Link { seq, prev, hash }
-        })
-        .collect();
-    unsafe {
+/// One statement's place in its tenants' chains: the heads it locked and how far it took them.
+pub struct Chain {
+    /// Key -> (last seq, last hash, the seq it was locked at).
+    heads: BTreeMap<String, (i64, [u8; 32], i64)>,
+}
+
+impl Chain {
+    /// Lock the heads of `keys` (in key order, so that two writers never wait on each other
+    /// crosswise) until the transaction ends. Runs as the extension owner inside the writer's
+    /// SPI connection, before the statement's first row is linked.
+    pub unsafe fn lock(keys: &BTreeSet<String>) -> Chain {
+        let heads = keys
+            .iter()
+            .map(|key| {
+                let (seq, hash) = lock_head(key);
+                (key.clone(), (seq, hash, seq))
+            })
+            .collect();
+        Chain { heads }
+    }
+
+    /// Link `row` to its tenant's chain (whose head `lock` locked).
+    pub fn link(&mut self, statement: &Statement, row: &AuditRow) -> Link {
+        let digest = row_digest(statement, row);
+        let Some((last_seq, last_hash, _)) = self.heads.get_mut(key(row.tenant.as_deref())) else {
+            error::raise(error::internal(
+                "an audit row's tenant was not among the chains the statement locked",
+            ))
+        };
+        let seq = *last_seq + 1;
+        let hash = link(last_hash, seq, &digest);
+        let prev = std::mem::replace(last_hash, hash);
+        *last_seq = seq;
+        Link { seq, prev, hash }
+    }
+
+    /// Move the heads the statement linked rows to. As the extension owner, in the SPI
+    /// connection `lock` ran in.
+    pub unsafe fn advance(&self) {
         let advance = plans::plan(
             ADVANCE_HEAD,
             &[pg_sys::TEXTOID, pg_sys::INT8OID, pg_sys::BYTEAOID],
         );
-        for (key, (last_seq, last_hash)) in heads {
-            plans::execute(
-                advance,
-                &[
-                    key.into_datum(),
-                    last_seq.into_datum(),
-                    last_hash.to_vec().into_datum(),
-                ],
-            );
+        for (key, (last_seq, last_hash, locked_at)) in &self.heads {
+            if last_seq != locked_at {
+                plans::execute(
+                    advance,
+                    &[
+                        key.as_str().into_datum(),
+                        last_seq.into_datum(),
+                        last_hash.to_vec().into_datum(),
+                    ],
+                );
+            }
         }
     }
-    links
 }
 
 /// The first broken link of a chain: the audit row (if one is to blame), its position, what is

@@ -31,6 +31,8 @@ pub struct Column {
 pub struct AuditedTable {
     /// Holds the output functions' caches; deleted with the description.
     memory: pg_sys::MemoryContext,
+    /// In jsonb's key order (shorter names first, then bytewise): the builder gets every
+    /// object's keys sorted, and jsonb's sort of them finds nothing to do.
     columns: Vec<Column>,
     /// Indexes into `columns`.
     primary_key: Vec<usize>,
@@ -84,13 +86,19 @@ impl AuditedTable {
                 byval: attribute.attbyval,
             });
         }
+        columns.sort_by(|a, b| {
+            let (a, b) = (a.name.to_bytes(), b.name.to_bytes());
+            (a.len(), a).cmp(&(b.len(), b))
+        });
         let position = |wanted: &str| {
             columns
                 .iter()
                 .position(|c| c.name.to_bytes() == wanted.as_bytes())
         };
+        let mut primary_key: Vec<usize> = primary_key.iter().filter_map(|c| position(c)).collect();
+        primary_key.sort_unstable();
         AuditedTable {
-            primary_key: primary_key.iter().filter_map(|c| position(c)).collect(),
+            primary_key,
             tenant: tenant_column.and_then(position),
             memory,
             columns,
@@ -100,7 +108,12 @@ impl AuditedTable {
 
     /// The number of attributes the transition tuples must be deformed up to.
     pub fn natts(&self) -> usize {
-        self.columns.last().map_or(0, |c| c.index + 1)
+        self.columns.iter().map(|c| c.index + 1).max().unwrap_or(0)
+    }
+
+    /// How many attributes must be deformed to read the tenant column (None: it has none).
+    pub fn tenant_natts(&self) -> Option<usize> {
+        self.tenant.map(|i| self.columns[i].index + 1)
     }
 
     /// The tenant a row belongs to: its tenant column as text (None for unprotected tables,
@@ -111,21 +124,21 @@ impl AuditedTable {
     }
 
     /// `{"pk column": value, ...}`, never redacted.
-    pub unsafe fn primary_key(&self, row: &Tuple, keep: pg_sys::MemoryContext) -> pg_sys::Datum {
+    pub unsafe fn primary_key(&self, row: &Tuple) -> pg_sys::Datum {
         let mut builder = Builder::new();
         builder.begin_object();
         for &i in &self.primary_key {
             self.push_column(&mut builder, &self.columns[i], row, false);
         }
         builder.end_object();
-        builder.finish_in(keep)
+        builder.finish()
     }
 
-    /// The images below are built in the current memory context and serialised into `keep`.
+    /// The images below are built and serialised in the current memory context.
     ///
     /// The row without its excluded columns, redacted columns as the marker (present whether
     /// the value is NULL or not: nothing about it leaks).
-    pub unsafe fn image(&self, row: &Tuple, keep: pg_sys::MemoryContext) -> pg_sys::Datum {
+    pub unsafe fn image(&self, row: &Tuple) -> pg_sys::Datum {
         let mut builder = Builder::new();
         builder.begin_object();
         for column in &self.columns {
@@ -134,7 +147,7 @@ impl AuditedTable {
             }
         }
         builder.end_object();
-        builder.finish_in(keep)
+        builder.finish()
     }
 
     /// The logged columns whose stored value an UPDATE changed (byte for byte: PostgreSQL's
@@ -143,7 +156,6 @@ impl AuditedTable {
         &self,
         old: &Tuple,
         new: &Tuple,
-        keep: pg_sys::MemoryContext,
     ) -> Option<(pg_sys::Datum, pg_sys::Datum)> {
         let changed: Vec<&Column> = self
             .columns
@@ -160,7 +172,7 @@ impl AuditedTable {
                 self.push_column(&mut builder, column, row, true);
             }
             builder.end_object();
-            builder.finish_in(keep)
+            builder.finish()
         };
         Some((image(old), image(new)))
     }

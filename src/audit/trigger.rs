@@ -1,15 +1,16 @@
 //! The audit trigger: statement-level AFTER triggers (INSERT, UPDATE and DELETE with transition
 //! tables; TRUNCATE) call `audit_trigger`, which renders the statement's audit rows from the
-//! transition tuples as the invoking role (`render.rs`, `table.rs`) and hands them to `write.rs`,
-//! which writes them with one set-based INSERT as the extension owner. A failure aborts the
-//! audited statement with it: no change without its audit row.
+//! transition tuples as the invoking role (`render.rs`, `table.rs`) and streams them into the
+//! log (`write.rs`), one row at a time: a statement of any size holds one rendered row in
+//! memory. A failure aborts the audited statement with it: no change without its audit row.
 //!
 //! The table's description (columns, renderers, options) is built once per backend and table,
 //! and forgotten at any relcache invalidation of the table (any ALTER, enable/disable).
 
+use super::chain;
 use super::config;
 use super::table::{AuditedTable, Tuple};
-use super::write;
+use super::write::{self, Log};
 use crate::catalog;
 use crate::error;
 use crate::gucs;
@@ -17,7 +18,7 @@ use crate::memory;
 use crate::privilege;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,6 +84,7 @@ pub fn init() {
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     GENERATION.set(GENERATION.get() + 1);
     catalog::forget_extension_owner();
+    write::forget(relid);
     // Taken out of the map first: dropping a description frees memory, never under a borrow.
     let forgotten: Vec<Rc<AuditedTable>> = DESCRIPTIONS.with(|map| {
         let mut map = map.borrow_mut();
@@ -140,31 +142,31 @@ impl Statement {
     }
 }
 
-/// Memory for one audited statement: `rows` holds the rendered rows until they are written;
-/// `scratch` (inside it) the output functions' strings, reset after every row. Deleted when
-/// dropped.
+/// Memory for one audited statement: `statement` for what lasts as long as it (the log
+/// writer's state); `scratch` (inside it) for one row: its images, reset after every row.
+/// Deleted when dropped.
 pub struct StatementMemory {
     scratch: memory::Owned,
-    pub rows: memory::Owned,
+    pub statement: memory::Owned,
 }
 
 impl StatementMemory {
     pub fn new() -> StatementMemory {
-        let rows = memory::Owned::new(
+        let statement = memory::Owned::new(
             unsafe { pg_sys::CurrentMemoryContext },
-            c"tenant_guard audit rows",
+            c"tenant_guard audit statement",
         );
         StatementMemory {
-            scratch: memory::Owned::new(rows.0, c"tenant_guard audit scratch"),
-            rows,
+            scratch: memory::Owned::new(statement.0, c"tenant_guard audit row"),
+            statement,
         }
     }
 
-    /// Run `f` in the scratch context, then reset it. `f` gets the context to keep results in.
-    pub fn scratch<T>(&self, f: impl FnOnce(pg_sys::MemoryContext) -> T) -> T {
+    /// Run `f` in the scratch context, then reset it: nothing `f` allocates outlives it.
+    pub fn scratch<T>(&self, f: impl FnOnce() -> T) -> T {
         let result = {
             let _in = memory::InContext::switch(self.scratch.0);
-            f(self.rows.0)
+            f()
         };
         unsafe { pg_sys::MemoryContextReset(self.scratch.0) };
         result
@@ -220,15 +222,50 @@ impl Drop for Transition {
     }
 }
 
-/// Render the statement's audit rows. UPDATE reads the old and new transition tables in
-/// lockstep: PostgreSQL appends each updated row's old and new versions to them together, so
-/// the n-th old row and the n-th new row are the same row (even when its primary key changed).
+/// The transition table a row's tenant is read from: the new rows' for INSERT and UPDATE, the
+/// old rows' for DELETE (None for TRUNCATE).
+fn tenant_rows(data: &pg_sys::TriggerData, op: Op) -> Option<*mut pg_sys::Tuplestorestate> {
+    match op {
+        Op::Insert | Op::Update => Some(data.tg_newtable),
+        Op::Delete => Some(data.tg_oldtable),
+        Op::Truncate | Op::Denied => None,
+    }
+}
+
+/// The chain keys of every row the statement may write: one pass over its transition table
+/// that reads the tenant column and nothing else (the context's tenant for a table without one).
+unsafe fn chain_keys(
+    data: &pg_sys::TriggerData,
+    table: &AuditedTable,
+    statement: &Statement,
+    memory: &StatementMemory,
+) -> BTreeSet<String> {
+    let context_key = || chain::key(statement.context_tenant.as_deref()).to_string();
+    let (Some(store), Some(natts)) = (tenant_rows(data, statement.op), table.tenant_natts()) else {
+        return BTreeSet::from([context_key()]);
+    };
+    let mut keys = BTreeSet::new();
+    let mut transition = Transition::open(store, &*data.tg_relation, natts);
+    while let Some(row) = transition.next() {
+        memory.scratch(|| match table.tenant(&row) {
+            Some(tenant) => keys.insert(chain::key(tenant.as_deref()).to_string()),
+            None => keys.insert(context_key()),
+        });
+    }
+    keys
+}
+
+/// Render the statement's audit rows and hand each to `write` (in the row's scratch memory,
+/// reset after it). UPDATE reads the old and new transition tables in lockstep: PostgreSQL
+/// appends each updated row's old and new versions to them together, so the n-th old row and
+/// the n-th new row are the same row (even when its primary key changed).
 unsafe fn render_rows(
     data: &pg_sys::TriggerData,
     table: &AuditedTable,
     statement: &Statement,
     memory: &StatementMemory,
-) -> Vec<AuditRow> {
+    write: &mut dyn FnMut(&AuditRow),
+) {
     let relation = &*data.tg_relation;
     let natts = table.natts();
     let tenant_of = |row: &Tuple| {
@@ -236,31 +273,28 @@ unsafe fn render_rows(
             .tenant(row)
             .unwrap_or_else(|| statement.context_tenant.clone())
     };
-    let mut rows = Vec::new();
     match statement.op {
-        Op::Truncate | Op::Denied => rows.push(AuditRow {
-            tenant: statement.context_tenant.clone(),
-            pk: None,
-            old: None,
-            new: None,
+        Op::Truncate | Op::Denied => memory.scratch(|| {
+            write(&AuditRow {
+                tenant: statement.context_tenant.clone(),
+                pk: None,
+                old: None,
+                new: None,
+            })
         }),
         Op::Insert | Op::Delete => {
-            let store = if statement.op == Op::Insert {
-                data.tg_newtable
-            } else {
-                data.tg_oldtable
-            };
+            let store = tenant_rows(data, statement.op).expect("a row operation");
             let mut transition = Transition::open(store, relation, natts);
             while let Some(row) = transition.next() {
-                rows.push(memory.scratch(|keep| {
-                    let image = table.image(&row, keep);
-                    AuditRow {
+                memory.scratch(|| {
+                    let image = table.image(&row);
+                    write(&AuditRow {
                         tenant: tenant_of(&row),
-                        pk: Some(table.primary_key(&row, keep)),
+                        pk: Some(table.primary_key(&row)),
                         old: (statement.op == Op::Delete).then_some(image),
                         new: (statement.op == Op::Insert).then_some(image),
-                    }
-                }));
+                    })
+                });
             }
         }
         Op::Update => {
@@ -268,19 +302,16 @@ unsafe fn render_rows(
             let mut new_rows = Transition::open(data.tg_newtable, relation, natts);
             loop {
                 match (old_rows.next(), new_rows.next()) {
-                    (Some(old), Some(new)) => {
-                        let rendered = memory.scratch(|keep| {
-                            table
-                                .changes(&old, &new, keep)
-                                .map(|(old_image, new_image)| AuditRow {
-                                    tenant: tenant_of(&new),
-                                    pk: Some(table.primary_key(&old, keep)),
-                                    old: Some(old_image),
-                                    new: Some(new_image),
-                                })
-                        });
-                        rows.extend(rendered);
-                    }
+                    (Some(old), Some(new)) => memory.scratch(|| {
+                        if let Some((old_image, new_image)) = table.changes(&old, &new) {
+                            write(&AuditRow {
+                                tenant: tenant_of(&new),
+                                pk: Some(table.primary_key(&old)),
+                                old: Some(old_image),
+                                new: Some(new_image),
+                            })
+                        }
+                    }),
                     (None, None) => break,
                     _ => error::raise(error::internal(
                         "the old and new transition tables of an UPDATE differ in length",
@@ -289,7 +320,6 @@ unsafe fn render_rows(
             }
         }
     }
-    rows
 }
 
 // No SET search_path clause: setting and restoring it would cost every audited statement a
@@ -326,9 +356,19 @@ fn audit_trigger<'a>(
     let table = described(relation);
     let statement = Statement::capture(relation, op);
     let memory = StatementMemory::new();
-    let rows = unsafe { render_rows(data, &table, &statement, &memory) };
-    if !rows.is_empty() {
-        write::write(table.chained, &statement, &rows, &memory);
+    let keys = table
+        .chained
+        .then(|| unsafe { chain_keys(data, &table, &statement, &memory) });
+    // Opened at the first row: a statement that changed nothing logged writes nothing.
+    let mut log: Option<Log> = None;
+    unsafe {
+        render_rows(data, &table, &statement, &memory, &mut |row| {
+            log.get_or_insert_with(|| Log::open(&statement, keys.as_ref(), &memory))
+                .write(row)
+        })
+    };
+    if let Some(log) = log {
+        log.close();
     }
     Ok(None)
 }

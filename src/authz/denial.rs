@@ -377,8 +377,8 @@ fn write_row(denial: &Value) {
         .get("rule")
         .and_then(Value::as_i64)
         .map(|id| id.to_string());
-    let row = memory.scratch(|keep| {
-        let _in = crate::memory::InContext::switch(keep);
+    let row = {
+        let _in = crate::memory::InContext::switch(memory.statement.0);
         AuditRow {
             tenant: statement.context_tenant.clone(),
             pk: Some(
@@ -398,6 +398,6 @@ fn write_row(denial: &Value) {
                     .0,
             ),
         }
-    });
-    write::write(true, &statement, &[row], &memory);
+    };
+    write::write_rows(true, &statement, &[row], &memory);
 }

@@ -335,6 +335,53 @@ COMMIT;
 SELECT tenant_guard.disable_tenant_audit('app.ledger_2027');
 \echo :LAST_ERROR_SQLSTATE
 
+-- Two ways into the log, the same rows: directly (heap and indexes, as COPY writes them) while
+-- the log is as tenant_guard created it, and through one INSERT ... SELECT once a superuser has
+-- attached something to it (here a statement trigger), so that what they attached runs.
+\c - postgres
+CREATE TABLE tg_test.log_inserts (audit_rows bigint);
+CREATE FUNCTION tg_test.count_log_inserts() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO tg_test.log_inserts SELECT count(*) FROM inserted; RETURN NULL; END$$;
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('paths', 'alice', 'clerk', 'trace-p') IS NOT NULL AS set;
+INSERT INTO app.payments (customer, amount) VALUES ('direct-1', 1.00), ('direct-2', 2.00);
+UPDATE app.payments SET amount = amount * 10 WHERE customer LIKE 'direct-%';
+DELETE FROM app.payments WHERE customer = 'direct-2';
+COMMIT;
+\c - postgres
+SELECT max(id) AS direct_last FROM tenant_guard.audit_log \gset
+CREATE TRIGGER count_log_inserts AFTER INSERT ON tenant_guard.audit_log REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION tg_test.count_log_inserts();
+\c - tg_app
+BEGIN;
+SELECT tenant_guard.set_tenant_context('paths', 'alice', 'clerk', 'trace-p') IS NOT NULL AS set;
+INSERT INTO app.payments (customer, amount) VALUES ('sql-1', 1.00), ('sql-2', 2.00);
+UPDATE app.payments SET amount = amount * 10 WHERE customer LIKE 'sql-%';
+DELETE FROM app.payments WHERE customer = 'sql-2';
+COMMIT;
+\c - postgres
+DROP TRIGGER count_log_inserts ON tenant_guard.audit_log;
+SELECT audit_rows FROM tg_test.log_inserts;  -- the SQL path ran the trigger, once per statement
+WITH logged AS (
+    SELECT id <= :direct_last AS direct, row_number() OVER (PARTITION BY id <= :direct_last ORDER BY id) AS n,
+           op, tenant_id, user_id, tenant_role, trace_id, db_role, schema_name, table_name, table_oid,
+           chain_seq IS NOT NULL AS chained,
+           regexp_replace(replace(replace(concat_ws(' | ', pk, old_row, new_row), 'direct-', 'x-'), 'sql-', 'x-'),
+                          '"id": [0-9]+', '"id": N', 'g') AS images
+      FROM tenant_guard.audit_log WHERE tenant_id = 'paths')
+SELECT count(*) FILTER (WHERE direct) AS direct_rows, count(*) FILTER (WHERE NOT direct) AS sql_rows,
+       (SELECT count(*) FROM (SELECT n, op, tenant_id, user_id, tenant_role, trace_id, db_role, schema_name, table_name,
+                                     table_oid, chained, images FROM logged WHERE direct
+                              EXCEPT
+                              SELECT n, op, tenant_id, user_id, tenant_role, trace_id, db_role, schema_name, table_name,
+                                     table_oid, chained, images FROM logged WHERE NOT direct) d) AS differing_rows
+  FROM logged;
+SELECT * FROM tenant_guard.verify_audit_chain('paths');
+-- ids follow the order rows were written in, on both paths.
+SELECT bool_and(id > prev) AS ids_increase FROM (
+    SELECT id, lag(id, 1, 0::bigint) OVER (ORDER BY chain_seq) AS prev FROM tenant_guard.audit_log WHERE tenant_id = 'paths') s;
+
 -- The hash chain: every audited table chains by default (hash_chain => false opts a table out),
 -- whoever writes: it is a property of the table's audit settings, not of a session.
 \c - tg_app
@@ -361,6 +408,13 @@ SELECT * FROM tenant_guard.verify_audit_chain('chain-a');
 SELECT * FROM tenant_guard.verify_audit_chain('chain-b');
 SELECT * FROM tenant_guard.verify_audit_chain('no-such-tenant');
 SELECT * FROM tenant_guard.verify_audit_chain('bulk');
+-- One statement that writes rows of two tenants (a superuser's) links each to its own chain.
+INSERT INTO app.payments (tenant_id, customer, amount)
+SELECT t, t || '-' || g, g FROM (VALUES ('chain-x'), ('chain-y')) v(t), generate_series(1, 3) g;
+SELECT tenant_id, count(*) AS rows, max(chain_seq) AS last_seq FROM tenant_guard.audit_log
+ WHERE tenant_id IN ('chain-x', 'chain-y') GROUP BY 1 ORDER BY 1;
+SELECT * FROM tenant_guard.verify_audit_chain('chain-x');
+SELECT * FROM tenant_guard.verify_audit_chain('chain-y');
 -- Tampering (by the extension owner, the only role that can) is found at the right row.
 BEGIN;
 UPDATE tenant_guard.audit_log SET new_row = new_row || '{"amount": 999}' WHERE tenant_id = 'chain-a' AND chain_seq = 3;
