@@ -6,6 +6,7 @@
 //! Scope across COMMIT/ROLLBACK, multiple sessions and poolers are tested out of process
 //! (tests/pg_regress, tests/client).
 
+mod audit_render;
 mod auth;
 mod authz;
 mod check;
