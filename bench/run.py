@@ -11,7 +11,7 @@ below 1.00 = cheaper). Writes the same to target/bench/results.{md,json}.
 
 Settings (environment): BENCH_ROWS (1000000), BENCH_TENANTS (1000), BENCH_SECONDS (6),
 BENCH_ROUNDS (4), BENCH_WARMUP (2 seconds per script, pair and round), BENCH_CLIENTS (2),
-BENCH_OUT (target/bench), BENCH_ONLY (row numbers to run, e.g. "6,9"), BENCH_STRICT (exit 1 when
+BENCH_MEMORY_ROWS (1000000, the audited UPDATE whose memory is measured), BENCH_OUT (target/bench), BENCH_ONLY (row numbers to run, e.g. "6,9"), BENCH_STRICT (exit 1 when
 a row misses its target).
 Uses the standard library, psql, pgbench and `cryptography` (to sign the Ed25519 bench tokens;
 scripts/setup --client-tests installs it into target/venv, which scripts/bench runs this with).
@@ -54,15 +54,16 @@ PAIRS = [
      "set_config('app.tenant_id') + explicit filter vs set_tenant_context() + policies", None),
     ("5. single-row insert", "insert_baseline", "bench_app", "insert_guarded", "bench_app", 1.10,
      "plain table vs protected table (default from context + WITH CHECK)", None),
-    ("6. bulk insert of 10,000 invoices, audited", "bulk_plain", "bench_app", "bulk_audited", "bench_app", 2.00,
+    ("6. bulk insert of 10,000 invoices, audited", "bulk_plain", "bench_app", "bulk_audited", "bench_app", 1.80,
      "unaudited vs tenant_guard audit (exclude + redact), both protected", AUDIT_RESET),
-    ("7. the same, audit rows written directly (floor)", "bulk_plain", "bench_app", "bulk_floor", "bench_app", None,
-     "unaudited vs the same insert plus its 10,000 audit rows written directly: the physical floor", AUDIT_RESET),
+    ("7. the same, audit rows written by SQL (SQL floor)", "bulk_plain", "bench_app", "bulk_floor", "bench_app", None,
+     "unaudited vs the same insert plus its 10,000 precomputed audit rows written by INSERT ... SELECT: "
+     "the floor of any audit that writes through SQL", AUDIT_RESET),
     ("8. bulk insert: PL/pgSQL row trigger vs tenant_guard", "bulk_rowtrigger", "bench_app", "bulk_audited",
      "bench_app", 0.50, "a to_jsonb(NEW)-per-row PL/pgSQL audit trigger vs tenant_guard (below 0.50: 2x faster)",
      AUDIT_RESET),
-    ("9. single-row insert, audited", "single_plain", "bench_app", "single_audited", "bench_app", 1.25,
-     "unaudited vs tenant_guard audit, one row per statement (1.25: throughput 0.80x)", AUDIT_RESET),
+    ("9. single-row insert, audited", "single_plain", "bench_app", "single_audited", "bench_app", 1.20,
+     "unaudited vs tenant_guard audit, one row per statement (1.20: throughput 0.83x)", AUDIT_RESET),
     ("10. bulk insert of 10,000 invoices, audited with hash chain", "bulk_plain", "bench_app", "bulk_chained",
      "bench_app", None, "unaudited vs tenant_guard audit with the hash chain (the default)", AUDIT_RESET),
     ("11. single-row insert, audited with hash chain", "single_plain", "bench_app", "single_chained", "bench_app",
@@ -81,6 +82,9 @@ PAIRS = [
      "bench_clerk", 1.05, "the same lookup as a clerk on a table without vs with set_table_permissions()", None),
     ("17. context per transaction + tool gate", "context_trusted", "bench_tx", "context_gate", "bench_tx", None,
      "set_tenant_context() + point lookup vs the same with require_action() in between (50 actions)", None),
+    ("18. the same as 7, audit rows copied in (physical floor)", "bulk_plain", "postgres", "bulk_floor_copy",
+     "postgres", None, "as the superuser on both sides: the insert vs the insert plus its 10,000 precomputed audit "
+     "rows copied in with COPY (tuples formed and written with heap_multi_insert, nothing rendered)", AUDIT_RESET),
 ]
 
 # The per-call cost of each entry point, in microseconds: CALLS calls in one statement, in a
@@ -239,6 +243,56 @@ def self_check_cost(cluster):
     return {"protected_tables": int(protected), "findings": codes, "ms": times}
 
 
+def audit_memory(cluster):
+    """Peak private memory (RssAnon of /proc/<pid>/status, sampled every 20 ms) of the backend
+    running one UPDATE of BENCH_MEMORY_ROWS (1,000,000) rows: unaudited, then audited with the
+    hash chain (the default). The transition tables spill past work_mem and the audit renders
+    and writes one row at a time, so the audited peak stays near the unaudited one."""
+    rows = setting("BENCH_MEMORY_ROWS", 1_000_000)
+    for sql in (
+        "CREATE TABLE bench.memory_audit (id bigint PRIMARY KEY, account text, amount numeric(12, 2), note text)",
+        f"INSERT INTO bench.memory_audit SELECT g, 'acct-' || g % 1000, g / 100.0, 'note ' || g "
+        f"FROM generate_series(1, {rows}) g",
+        "VACUUM ANALYZE bench.memory_audit",
+    ):
+        cluster.psql("-c", sql)
+
+    def peak(label):
+        env = dict(cluster.env, PGAPPNAME="tenant_guard_memory")
+        started = time.monotonic()
+        update = subprocess.Popen(
+            [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DBNAME,
+             "-c", "UPDATE bench.memory_audit SET amount = amount + 1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        pid, high = None, 0
+        while update.poll() is None:
+            if pid is None:
+                found = cluster.psql("-At", "-c", "SELECT pid FROM pg_stat_activity WHERE application_name "
+                                     "= 'tenant_guard_memory'", capture_output=True).stdout.strip()
+                pid = int(found) if found else None
+            else:
+                try:
+                    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+                except FileNotFoundError:
+                    break
+                high = max(high, int(re.search(r"RssAnon:\s+(\d+) kB", status).group(1)))
+            time.sleep(0.02)
+        if update.wait() != 0:
+            raise RuntimeError(f"{label} UPDATE failed: {update.stderr.read()}")
+        return {"peak_rss_anon_kb": high, "seconds": time.monotonic() - started}
+
+    unaudited = peak("unaudited")
+    cluster.psql("-c", "SELECT tenant_guard.enable_tenant_audit('bench.memory_audit')")
+    audited = peak("audited")
+    audit_rows = cluster.psql("-At", "-c", "SELECT count(*) FROM tenant_guard.audit_log "
+                              "WHERE table_name = 'memory_audit'", capture_output=True).stdout.strip()
+    work_mem = cluster.psql("-At", "-c", "SHOW work_mem", capture_output=True).stdout.strip()
+    cluster.psql("-c", "DROP TABLE bench.memory_audit")
+    cluster.psql("-c", "TRUNCATE tenant_guard.audit_log, tenant_guard.audit_chain_heads")
+    return {"rows": rows, "audit_rows": int(audit_rows), "work_mem": work_mem,
+            "unaudited": unaudited, "audited": audited}
+
+
 def selected_pairs():
     only = {item.strip() for item in os.environ.get("BENCH_ONLY", "").split(",") if item.strip()}
     return [pair for pair in PAIRS if not only or pair[0].split(".")[0] in only]
@@ -263,6 +317,7 @@ def main():
         variables.update(auth_setup(cluster, tenant))
         costs = per_call_costs(cluster, tenant)
         check_cost = self_check_cost(cluster)
+        memory = audit_memory(cluster)
         samples = {name: {"baseline": [], "guarded": []} for name, *_ in pairs}
         for round_ in range(1, rounds + 1):
             for name, base_script, base_role, guard_script, guard_role, _, _, reset in pairs:
@@ -298,7 +353,7 @@ def main():
         "postgres": run([str(PG_BIN / "postgres"), "--version"], capture_output=True).stdout.strip(),
         "rows": rows, "tenants": tenants, "seconds": seconds, "rounds": rounds, "clients": clients,
         "pgbench": f"-n -M prepared -c {clients} -j {clients} -T {seconds}", "results": results,
-        "per_call": costs, "check": check_cost,
+        "per_call": costs, "check": check_cost, "memory": memory,
     }
     table = markdown(report)
     print(table)
@@ -350,6 +405,15 @@ def markdown(report):
         f"over {len(check['ms'])} runs (first, in a fresh backend: {check['ms'][0]:,.0f} ms; "
         f"target < 2,000 ms); findings: {', '.join(sorted(set(check['findings']))) or 'none'} "
         "(TG013: the bench roles' tenant_guard.tenant_id defaults, on purpose).",
+    ]
+    memory = report["memory"]
+    mib = lambda side: memory[side]["peak_rss_anon_kb"] / 1024  # noqa: E731
+    lines += [
+        "",
+        f"Memory: one UPDATE of {memory['rows']:,} rows (work_mem {memory['work_mem']}), peak private "
+        f"memory of its backend (RssAnon): unaudited {mib('unaudited'):,.1f} MiB in "
+        f"{memory['unaudited']['seconds']:,.1f} s; audited with the hash chain {mib('audited'):,.1f} MiB in "
+        f"{memory['audited']['seconds']:,.1f} s ({memory['audit_rows']:,} audit rows).",
     ]
     return "\n".join(lines)
 
