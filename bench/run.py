@@ -82,9 +82,9 @@ PAIRS = [
      "bench_clerk", 1.05, "the same lookup as a clerk on a table without vs with set_table_permissions()", None),
     ("17. context per transaction + tool gate", "context_trusted", "bench_tx", "context_gate", "bench_tx", None,
      "set_tenant_context() + point lookup vs the same with require_action() in between (50 actions)", None),
-    ("18. the same as 7, audit rows copied in (physical floor)", "bulk_plain", "postgres", "bulk_floor_copy",
-     "postgres", None, "as the superuser on both sides: the insert vs the insert plus its 10,000 precomputed audit "
-     "rows copied in with COPY (tuples formed and written with heap_multi_insert, nothing rendered)", AUDIT_RESET),
+    ("18. single-row insert + its audit row by SQL (single-row floor)", "single_plain", "bench_app", "single_floor",
+     "bench_app", None, "unaudited vs the same insert plus its audit row (a constant image) written by the same "
+     "statement: no trigger, nothing rendered", AUDIT_RESET),
 ]
 
 # The per-call cost of each entry point, in microseconds: CALLS calls in one statement, in a

@@ -146,9 +146,6 @@ GRANT SELECT ON bench.audit_rows_10k TO bench_app;
 GRANT INSERT ON tenant_guard.audit_log TO bench_app;
 CREATE POLICY bench_floor_only ON tenant_guard.audit_log FOR INSERT TO bench_app WITH CHECK (true);
 VACUUM ANALYZE bench.audit_rows_10k;
--- Row 18 copies the same rows in (COPY FROM takes a path relative to the data directory).
-SELECT current_setting('data_directory') || '/tenant_guard_bench_audit_rows.copy' AS audit_rows_file \gset
-COPY bench.audit_rows_10k TO :'audit_rows_file';
 
 -- Rows 12-15: authenticated context. bench_tx sets it with a token or an API key per
 -- transaction; bench_member sets it with set_tenant_context under require_membership. The

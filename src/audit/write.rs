@@ -301,6 +301,7 @@ struct Direct {
     /// The buffered tuples; reset at every flush (a child of the executor state's memory,
     /// deleted with it).
     batch: pg_sys::MemoryContext,
+    /// Made at the first full batch: a statement of a few rows does without its ring of buffers.
     bulk: pg_sys::BulkInsertState,
     command: pg_sys::CommandId,
 }
@@ -335,7 +336,7 @@ impl Direct {
                 pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
             ),
-            bulk: pg_sys::GetBulkInsertState(),
+            bulk: std::ptr::null_mut(),
             command: pg_sys::GetCurrentCommandId(true),
         })
     }
@@ -367,6 +368,11 @@ impl Direct {
         self.buffered += 1;
         self.buffered_bytes += (*tuple).t_len as usize;
         if self.buffered == BATCH_ROWS || self.buffered_bytes >= BATCH_BYTES {
+            if self.bulk.is_null() {
+                // In the writer's memory: the caller's is the row's, reset after it.
+                let _in = memory::InContext::switch((*self.estate).es_query_cxt);
+                self.bulk = pg_sys::GetBulkInsertState();
+            }
             self.flush();
         }
     }
@@ -409,7 +415,9 @@ impl Direct {
         for &slot in &self.slots {
             pg_sys::ExecDropSingleTupleTableSlot(slot);
         }
-        pg_sys::FreeBulkInsertState(self.bulk);
+        if !self.bulk.is_null() {
+            pg_sys::FreeBulkInsertState(self.bulk);
+        }
         pg_sys::ExecCloseIndices(self.result);
         pg_sys::FreeExecutorState(self.estate);
         pg_sys::table_close(self.relation, pg_sys::NoLock as i32);
