@@ -303,7 +303,6 @@ struct Direct {
     batch: pg_sys::MemoryContext,
     /// Made at the first full batch: a statement of a few rows does without its ring of buffers.
     bulk: pg_sys::BulkInsertState,
-    command: pg_sys::CommandId,
 }
 
 impl Direct {
@@ -337,7 +336,6 @@ impl Direct {
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
             ),
             bulk: std::ptr::null_mut(),
-            command: pg_sys::GetCurrentCommandId(true),
         })
     }
 
@@ -383,11 +381,13 @@ impl Direct {
             return;
         }
         let slots = &mut self.slots[..self.buffered];
+        // The current command, as an INSERT would take it (the chain's SPI statements have
+        // advanced it since the log was opened).
         pg_sys::heap_multi_insert(
             self.relation,
             slots.as_mut_ptr(),
             slots.len() as i32,
-            self.command,
+            pg_sys::GetCurrentCommandId(true),
             0,
             self.bulk,
         );
