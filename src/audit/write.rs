@@ -229,8 +229,7 @@ impl<'s> Log<'s> {
             match &mut self.sink {
                 Sink::Direct(direct) => direct.insert(&columns),
                 Sink::Sql(store, count) => {
-                    let mut values = columns.map(|c| c.unwrap_or(pg_sys::Datum::from(0)));
-                    let mut nulls = columns.map(|c| c.is_none());
+                    let (mut values, mut nulls) = datums(&columns);
                     pg_sys::tuplestore_putvalues(
                         *store,
                         descriptor(),
@@ -264,6 +263,14 @@ impl<'s> Log<'s> {
             }
         });
     }
+}
+
+/// The datums and null flags of the log's columns but `id`, as PostgreSQL takes them.
+fn datums(columns: &[Option<pg_sys::Datum>; 17]) -> ([pg_sys::Datum; 17], [bool; 17]) {
+    (
+        columns.map(|c| c.unwrap_or(pg_sys::Datum::from(0))),
+        columns.map(|c| c.is_none()),
+    )
 }
 
 /// The SQL path: register `store` as `tenant_guard_rows` and copy it into the log.
@@ -343,12 +350,11 @@ impl Direct {
     unsafe fn insert(&mut self, columns: &[Option<pg_sys::Datum>; 17]) {
         let sequence = self.sequence;
         let id = pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(sequence, false));
+        let (rest, rest_nulls) = datums(columns);
         let mut values = [pg_sys::Datum::from(id); 18];
         let mut nulls = [false; 18];
-        for (i, column) in columns.iter().enumerate() {
-            values[i + 1] = column.unwrap_or(pg_sys::Datum::from(0));
-            nulls[i + 1] = column.is_none();
-        }
+        values[1..].copy_from_slice(&rest);
+        nulls[1..].copy_from_slice(&rest_nulls);
         let desc = (*self.relation).rd_att;
         let tuple = {
             let _in = memory::InContext::switch(self.batch);

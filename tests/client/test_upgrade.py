@@ -7,7 +7,7 @@ Then the new files are installed over the running server, the server restarts, a
 runs ALTER EXTENSION tenant_guard UPDATE. Isolation, the audit chains and the data hold at every
 step, and the upgraded extension equals a fresh install of the current version, object for object.
 
-Run by `scripts/test upgrade` (part of `make test`), which sets TENANT_GUARD_RELEASED
+Run by `scripts/test upgrade` (`make test-proof`, which CI runs), which sets TENANT_GUARD_RELEASED
 ("<version>=<package dir> ...") and TENANT_GUARD_CURRENT (a package dir)."""
 
 import os
@@ -147,14 +147,21 @@ def test_upgrade_of_a_running_server_keeps_isolation_audit_and_data(released, pa
         cluster.stop()
 
 
-def run_upgrade(cluster, released):
+def create_databases(cluster, empty, with_setup):
+    """Two databases under whichever version is installed: `empty` with the extension alone,
+    `with_setup` with SETUP_SQL."""
     with cluster.connect(user="postgres", dbname="postgres") as admin:
-        for db in ("tg_upgrade", "tg_upgrade_empty"):
+        for db in (empty, with_setup):
             admin.execute(f"CREATE DATABASE {db}")
-    with cluster.connect(user="postgres", dbname="tg_upgrade_empty") as admin:
+    with cluster.connect(user="postgres", dbname=empty) as admin:
         admin.execute("CREATE EXTENSION tenant_guard")
-    with cluster.connect(user="postgres", dbname="tg_upgrade") as admin:
+    with cluster.connect(user="postgres", dbname=with_setup) as admin:
         admin.execute(SETUP_SQL.replace("{hs}", HS_SECRET.hex()))
+
+
+def run_upgrade(cluster, released):
+    create_databases(cluster, "tg_upgrade_empty", "tg_upgrade")
+    with cluster.connect(user="postgres", dbname="tg_upgrade") as admin:
         api_key = admin.execute("SELECT tenant_guard.issue_api_key('acme', 'agent', '1 day', 'upgrade')").fetchone()[0]
     assert extension_version(cluster, "tg_upgrade") == released
     for label in ("1", "2"):
@@ -205,13 +212,8 @@ def run_upgrade(cluster, released):
 
     # The upgraded extension is a fresh install of the current version, object for object, and
     # the same setup made on a fresh install gets the same findings.
-    with cluster.connect(user="postgres", dbname="postgres") as admin:
-        for db in ("tg_fresh", "tg_fresh_setup"):
-            admin.execute(f"CREATE DATABASE {db}")
-    with cluster.connect(user="postgres", dbname="tg_fresh") as admin:
-        admin.execute("CREATE EXTENSION tenant_guard")
+    create_databases(cluster, "tg_fresh", "tg_fresh_setup")
     with cluster.connect(user="postgres", dbname="tg_fresh_setup") as admin:
-        admin.execute(SETUP_SQL.replace("{hs}", HS_SECRET.hex()))
         fresh_findings = admin.execute("SELECT severity, code, object FROM tenant_guard.check()").fetchall()
     assert upgraded_findings == fresh_findings
     assert not [f for f in upgraded_findings if f[1] in ("TG002", "TG015")]  # nothing drifted
