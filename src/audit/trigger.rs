@@ -240,19 +240,25 @@ unsafe fn chain_keys(
     statement: &Statement,
     memory: &StatementMemory,
 ) -> BTreeSet<String> {
-    let context_key = || chain::key(statement.context_tenant.as_deref()).to_string();
     let (Some(store), Some(natts)) = (tenant_rows(data, statement.op), table.tenant_natts()) else {
-        return BTreeSet::from([context_key()]);
+        return BTreeSet::from([chain::key(statement.context_tenant.as_deref()).to_string()]);
     };
     let mut keys = BTreeSet::new();
     let mut transition = Transition::open(store, &*data.tg_relation, natts);
     while let Some(row) = transition.next() {
-        memory.scratch(|| match table.tenant(&row) {
-            Some(tenant) => keys.insert(chain::key(tenant.as_deref()).to_string()),
-            None => keys.insert(context_key()),
+        memory.scratch(|| {
+            keys.insert(chain::key(row_tenant(table, statement, &row).as_deref()).to_string())
         });
     }
     keys
+}
+
+/// The tenant an audit row is recorded under: the row's tenant column, or the context's for a
+/// table without one.
+unsafe fn row_tenant(table: &AuditedTable, statement: &Statement, row: &Tuple) -> Option<String> {
+    table
+        .tenant(row)
+        .unwrap_or_else(|| statement.context_tenant.clone())
 }
 
 /// Render the statement's audit rows and hand each to `write` (in the row's scratch memory,
@@ -268,11 +274,6 @@ unsafe fn render_rows(
 ) {
     let relation = &*data.tg_relation;
     let natts = table.natts();
-    let tenant_of = |row: &Tuple| {
-        table
-            .tenant(row)
-            .unwrap_or_else(|| statement.context_tenant.clone())
-    };
     match statement.op {
         Op::Truncate | Op::Denied => memory.scratch(|| {
             write(&AuditRow {
@@ -289,7 +290,7 @@ unsafe fn render_rows(
                 memory.scratch(|| {
                     let image = table.image(&row);
                     write(&AuditRow {
-                        tenant: tenant_of(&row),
+                        tenant: row_tenant(table, statement, &row),
                         pk: Some(table.primary_key(&row)),
                         old: (statement.op == Op::Delete).then_some(image),
                         new: (statement.op == Op::Insert).then_some(image),
@@ -305,7 +306,7 @@ unsafe fn render_rows(
                     (Some(old), Some(new)) => memory.scratch(|| {
                         if let Some((old_image, new_image)) = table.changes(&old, &new) {
                             write(&AuditRow {
-                                tenant: tenant_of(&new),
+                                tenant: row_tenant(table, statement, &new),
                                 pk: Some(table.primary_key(&old)),
                                 old: Some(old_image),
                                 new: Some(new_image),

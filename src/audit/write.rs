@@ -145,8 +145,6 @@ pub struct Log<'s> {
     shared: Shared,
     chain: Option<chain::Chain>,
     sink: Sink,
-    /// Whether `open` connected to SPI (for the chain or the SQL path).
-    spi: bool,
 }
 
 enum Sink {
@@ -176,8 +174,7 @@ impl<'s> Log<'s> {
         };
         privilege::as_extension_owner(|| unsafe {
             let direct = Direct::open();
-            let spi = chain_keys.is_some() || direct.is_none();
-            if spi && pg_sys::SPI_connect() < 0 {
+            if needs_spi(chain_keys.is_some(), direct.is_none()) && pg_sys::SPI_connect() < 0 {
                 error::raise(error::internal("SPI_connect failed"));
             }
             // SPI_connect switched to its own context; the sink lives in the statement's.
@@ -195,7 +192,6 @@ impl<'s> Log<'s> {
                 shared,
                 chain,
                 sink,
-                spi,
             }
         })
     }
@@ -246,6 +242,7 @@ impl<'s> Log<'s> {
     pub fn close(self) {
         // SPI_finish switches to the context SPI_connect was called in; come back to this one.
         let _here = memory::InContext::switch(unsafe { pg_sys::CurrentMemoryContext });
+        let spi = needs_spi(self.chain.is_some(), matches!(self.sink, Sink::Sql(..)));
         privilege::as_extension_owner(|| unsafe {
             match self.sink {
                 Sink::Direct(direct) => direct.close(),
@@ -258,11 +255,16 @@ impl<'s> Log<'s> {
             if let Some(chain) = &self.chain {
                 chain.advance();
             }
-            if self.spi {
+            if spi {
                 pg_sys::SPI_finish();
             }
         });
     }
+}
+
+/// Whether the log needs an SPI connection: for the chain's statements or the SQL path's.
+fn needs_spi(chained: bool, sql_path: bool) -> bool {
+    chained || sql_path
 }
 
 /// The datums and null flags of the log's columns but `id`, as PostgreSQL takes them.
