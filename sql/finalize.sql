@@ -36,6 +36,10 @@ REVOKE EXECUTE ON FUNCTION
     tenant_guard.audit_trigger(),
     tenant_guard.audit_log_guard()
 FROM PUBLIC;
+-- The TRUNCATE guard only refuses: attached by hand, it protects. Citus creates a distributed
+-- table's copies of it on the shards as the table's owner (src/citus.rs), so that role must be
+-- able to name it.
+GRANT EXECUTE ON FUNCTION tenant_guard.truncate_guard() TO PUBLIC;
 REVOKE ALL ON tenant_guard.protected_tables, tenant_guard.excluded_tables FROM PUBLIC;
 GRANT SELECT ON tenant_guard.protected_tables, tenant_guard.excluded_tables TO PUBLIC;
 
@@ -144,10 +148,12 @@ REVOKE EXECUTE ON FUNCTION tenant_guard.auth_table_changed() FROM PUBLIC;
 -- The self-check and the test helpers (src/check). check() lists the configuration's weak
 -- points, a map for an attacker: for the DBA and the roles it grants it to (a CI role). The
 -- isolation assertion acts with any tenant's context (it checks inside that its caller could do
--- the same). reapply_protection is for table owners, granted like enable_tenant_rls.
+-- the same). reapply_protection is for table owners, granted like enable_tenant_rls, and so is
+-- distribute_table (src/citus.rs).
 REVOKE EXECUTE ON FUNCTION
     tenant_guard.check(),
     tenant_guard.assert_no_findings(text),
     tenant_guard.assert_tenant_isolation(regclass, name, text, text),
-    tenant_guard.reapply_protection(regclass)
+    tenant_guard.reapply_protection(regclass),
+    tenant_guard.distribute_table(regclass, integer, text)
 FROM PUBLIC;

@@ -44,6 +44,19 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'reapply_protection_wrapper';
 
+CREATE FUNCTION tenant_guard."distribute_table"(
+    "tbl" regclass,
+    "shard_count" INT DEFAULT NULL,
+    "colocate_with" TEXT DEFAULT 'default'
+) RETURNS VOID
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'distribute_table_wrapper';
+
+-- Citus creates a distributed table's TRUNCATE guard on its shards as the table's owner.
+GRANT EXECUTE ON FUNCTION tenant_guard.truncate_guard() TO PUBLIC;
+
 -- As in finalize.sql: check() lists the configuration's weak points, for the DBA and the roles it
 -- grants it to; the isolation assertion acts with any tenant's context; reapply_protection is
 -- granted like enable_tenant_rls.
@@ -51,5 +64,6 @@ REVOKE EXECUTE ON FUNCTION
     tenant_guard.check(),
     tenant_guard.assert_no_findings(text),
     tenant_guard.assert_tenant_isolation(regclass, name, text, text),
-    tenant_guard.reapply_protection(regclass)
+    tenant_guard.reapply_protection(regclass),
+    tenant_guard.distribute_table(regclass, integer, text)
 FROM PUBLIC;

@@ -63,6 +63,7 @@ unsafe extern "C-unwind" fn end_of_transaction(
         ));
         crate::session_state::end_of_transaction();
         crate::guard::end_of_transaction();
+        crate::citus::end_of_transaction();
     }
 }
 

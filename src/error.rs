@@ -115,6 +115,15 @@ pub fn invalid_state(message: impl Into<String>, hint: impl Into<String>) -> Err
     )
 }
 
+/// 0A000: a combination tenant_guard does not support (yet).
+pub fn not_supported(message: impl Into<String>, hint: impl Into<String>) -> ErrorReport {
+    report(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        message.into(),
+        Some(hint.into()),
+    )
+}
+
 /// XX000: an internal call failed in a way no user input explains (a bug, not bad input).
 pub fn internal(error: impl std::fmt::Display) -> ErrorReport {
     report(

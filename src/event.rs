@@ -22,6 +22,7 @@
 
 use crate::audit;
 use crate::catalog::{self, Registry, Table};
+use crate::citus;
 use crate::error::{self, Result};
 use crate::guard::{self, OwnDdl};
 use crate::gucs;
@@ -173,6 +174,28 @@ unsafe fn other_table(command: &pg_sys::AlterTableCmd) -> Option<pg_sys::Oid> {
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
+/// The relation a change is on, if any.
+fn relation_of(change: &Change) -> Option<pg_sys::Oid> {
+    let (class, object) = match change {
+        Change::AlterTable { relid, .. } => return Some(*relid),
+        Change::Simple { address, .. } => (address.classId, address.objectId),
+    };
+    let query = match class {
+        c if c == pg_sys::RelationRelationId => return Some(object),
+        c if c == guard::POLICY_CLASS => {
+            "SELECT polrelid FROM pg_catalog.pg_policy WHERE oid OPERATOR(pg_catalog.=) $1"
+        }
+        c if c == pg_sys::TriggerRelationId => {
+            "SELECT tgrelid FROM pg_catalog.pg_trigger WHERE oid OPERATOR(pg_catalog.=) $1"
+        }
+        c if c == guard::REWRITE_CLASS => {
+            "SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid OPERATOR(pg_catalog.=) $1"
+        }
+        _ => return None,
+    };
+    catalog::select_value::<pg_sys::Oid>(query, &[object.into()])
+}
+
 /// The relations the commands touched, in order, once each.
 fn relations(changes: &[Change]) -> Vec<pg_sys::Oid> {
     let mut relations = Vec::new();
@@ -289,11 +312,10 @@ fn protection_of(entry: &policy::Registered) -> Protection {
     }
 }
 
-fn bypasses_rls() -> bool {
-    unsafe { pg_sys::superuser() || pg_sys::has_bypassrls_privilege(pg_sys::GetUserId()) }
-}
-
 fn protect_if_needed(table: &Table) -> Result<()> {
+    if citus::on_worker() {
+        return Ok(());
+    }
     if let Some(entry) = policy::registered(table.oid) {
         // ATTACH PARTITION, PARTITION OF, INHERITS, INHERIT: protect the new children.
         if entry.parent.is_none() {
@@ -318,7 +340,7 @@ fn protect_if_needed(table: &Table) -> Result<()> {
     if catalog::Column::lookup(table.oid, &column).is_none() {
         return Ok(());
     }
-    if !unsafe { pg_sys::row_security } && bypasses_rls() {
+    if !unsafe { pg_sys::row_security } && privilege::bypasses_rls() {
         error::notice(format!(
             "tenant_guard: {} not protected automatically: row_security is off (as in a restore)",
             table.qualified()
@@ -391,7 +413,23 @@ fn on_ddl_command_end() {
         return;
     }
     let result = unsafe {
-        let changes = changes();
+        let mut changes = changes();
+        // Citus's shards (and shells on workers) carry the coordinator's protection. On a
+        // worker, a shard is created before the worker's catalog knows it as one, and nothing
+        // is registered: only registered tables are judged there.
+        if citus::installed() {
+            let worker = citus::on_worker();
+            changes.retain(|change| {
+                relation_of(change).is_none_or(|relid| {
+                    if worker {
+                        policy::registered(relid).is_some()
+                            || audit::config::options(relid).is_some()
+                    } else {
+                        !citus::owns_relation(relid)
+                    }
+                })
+            });
+        }
         judge(&changes).and_then(|_| follow_up(&changes))
     };
     if let Err(report) = result {

@@ -68,21 +68,75 @@ const TRIGGER_TYPE_DELETE: i16 = 1 << 3;
 const TRIGGER_TYPE_UPDATE: i16 = 1 << 4;
 const TRIGGER_TYPE_TRUNCATE: i16 = 1 << 5;
 
+/// How a generated policy calls tenant_guard: through a sub-select (an InitPlan, evaluated once
+/// per query), or, on a table Citus distributes, as a plain call of the STABLE function (Citus
+/// refuses sub-selects in the policies of distributed tables; an index scan evaluates the call
+/// once per scan). One generator makes both shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    InitPlan,
+    Flat,
+}
+
+impl Shape {
+    /// The shape `table`'s policies take.
+    pub fn of(table: &Table) -> Shape {
+        if crate::citus::is_distributed(table.oid) {
+            Shape::Flat
+        } else {
+            Shape::InitPlan
+        }
+    }
+
+    /// The table argument of the context calls. A distributed table's has none: Citus creates
+    /// a shard (with its default) on a worker before the worker has the table's name, so the
+    /// messages of a distributed table say "the table".
+    fn table_sql(self, table: &Table) -> String {
+        match self {
+            Shape::InitPlan => table.regclass_literal(),
+            Shape::Flat => "NULL::pg_catalog.regclass".to_string(),
+        }
+    }
+
+    fn table_printed(self, table: &Table) -> String {
+        match self {
+            Shape::InitPlan => printed_regclass(table),
+            Shape::Flat => "NULL::regclass".to_string(),
+        }
+    }
+
+    /// `call` as written into generated SQL.
+    fn sql(self, call: String) -> String {
+        match self {
+            Shape::InitPlan => format!("(SELECT {call})"),
+            Shape::Flat => call,
+        }
+    }
+
+    /// `call` as `pg_get_expr` prints it (a sub-select's column gets the function's name).
+    fn printed(self, call: String, function: &str) -> String {
+        match self {
+            Shape::InitPlan => format!("( SELECT {call} AS {function})"),
+            Shape::Flat => call,
+        }
+    }
+}
+
 /// What the tenant column is compared with: the context tenant as the column's type.
-pub fn context_sql(table: &Table, kind: TenantType) -> String {
+pub fn context_sql(table: &Table, kind: TenantType, shape: Shape) -> String {
     format!(
         "tenant_guard.required_tenant_id({}, NULL::{})",
-        table.regclass_literal(),
+        shape.table_sql(table),
         kind.sql_name()
     )
 }
 
 /// The generated policies' USING and WITH CHECK expression.
-pub fn predicate_sql(table: &Table, column: &str, kind: TenantType) -> String {
+pub fn predicate_sql(table: &Table, column: &str, kind: TenantType, shape: Shape) -> String {
     format!(
-        "{} OPERATOR(pg_catalog.=) (SELECT {})",
+        "{} OPERATOR(pg_catalog.=) {}",
         quote_identifier(column),
-        context_sql(table, kind)
+        shape.sql(context_sql(table, kind, shape))
     )
 }
 
@@ -101,22 +155,21 @@ fn printed_literal(text: &str) -> String {
 }
 
 /// `context_sql` as `pg_get_expr` prints it.
-fn printed_context(table: &Table, kind: TenantType) -> String {
-    let regclass = quote_qualified_identifier(&table.schema, &table.name);
+fn printed_context(table: &Table, kind: TenantType, shape: Shape) -> String {
     format!(
-        "tenant_guard.required_tenant_id({}::regclass, NULL::{})",
-        printed_literal(&regclass),
+        "tenant_guard.required_tenant_id({}, NULL::{})",
+        shape.table_printed(table),
         kind.sql_name()
     )
 }
 
 /// `predicate_sql` as `pg_get_expr` prints it (implicit casts, as for a varchar column, are not
 /// printed).
-fn printed_predicate(table: &Table, column: &str, kind: TenantType) -> String {
+fn printed_predicate(table: &Table, column: &str, kind: TenantType, shape: Shape) -> String {
     format!(
-        "({} = ( SELECT {} AS required_tenant_id))",
+        "({} = {})",
         quote_identifier(column),
-        printed_context(table, kind)
+        shape.printed(printed_context(table, kind, shape), "required_tenant_id")
     )
 }
 
@@ -137,21 +190,24 @@ fn printed_regclass(table: &Table) -> String {
 }
 
 /// A permission policy's expression (`authz::permissions`).
-fn permission_sql(table: &Table, command: &str, roles: &[String]) -> String {
-    format!(
-        "(SELECT tenant_guard.permitted({}, {}, {}))",
+fn permission_sql(table: &Table, command: &str, roles: &[String], shape: Shape) -> String {
+    shape.sql(format!(
+        "tenant_guard.permitted({}, {}, {})",
         table.regclass_literal(),
         quote_literal(command),
         array_sql(roles)
-    )
+    ))
 }
 
-fn printed_permission(table: &Table, command: &str, roles: &[String]) -> String {
-    format!(
-        "( SELECT tenant_guard.permitted({}, {}::text, {}) AS permitted)",
-        printed_regclass(table),
-        printed_literal(command),
-        printed_array(roles)
+fn printed_permission(table: &Table, command: &str, roles: &[String], shape: Shape) -> String {
+    shape.printed(
+        format!(
+            "tenant_guard.permitted({}, {}::text, {})",
+            printed_regclass(table),
+            printed_literal(command),
+            printed_array(roles)
+        ),
+        "permitted",
     )
 }
 
@@ -173,14 +229,19 @@ pub fn is_permission_shaped(table: &Table, policy: &Policy) -> bool {
     let Some(text) = text else {
         return false;
     };
-    let prefix = format!(
-        "( SELECT tenant_guard.permitted({}, {}::text, ",
+    let shape = Shape::of(table);
+    let call = format!(
+        "tenant_guard.permitted({}, {}::text, ",
         printed_regclass(table),
         printed_literal(command)
     );
+    let (prefix, suffix) = match shape {
+        Shape::InitPlan => (format!("( SELECT {call}"), "::text[]) AS permitted)"),
+        Shape::Flat => (call, "::text[])"),
+    };
     let Some(literal) = text
         .strip_prefix(&prefix)
-        .and_then(|rest| rest.strip_suffix("::text[]) AS permitted)"))
+        .and_then(|rest| rest.strip_suffix(suffix))
         .and_then(|rest| rest.strip_prefix('\''))
         .and_then(|rest| rest.strip_suffix('\''))
     else {
@@ -202,7 +263,7 @@ pub fn is_permission_shaped(table: &Table, policy: &Policy) -> bool {
         == command_policy(
             &policy.name,
             command,
-            printed_permission(table, command, &roles),
+            printed_permission(table, command, &roles, shape),
         )
 }
 
@@ -227,17 +288,20 @@ fn permission_command(command: &str) -> &'static str {
 
 /// A write-action policy's expression: the action gate, once per statement (and the denial
 /// audited).
-fn write_action_sql(action: &str) -> String {
-    format!(
-        "(SELECT tenant_guard.require_action({}))",
+fn write_action_sql(action: &str, shape: Shape) -> String {
+    shape.sql(format!(
+        "tenant_guard.require_action({})",
         quote_literal(action)
-    )
+    ))
 }
 
-fn printed_write_action(action: &str) -> String {
-    format!(
-        "( SELECT tenant_guard.require_action({}::text) AS require_action)",
-        printed_literal(action)
+fn printed_write_action(action: &str, shape: Shape) -> String {
+    shape.printed(
+        format!(
+            "tenant_guard.require_action({}::text)",
+            printed_literal(action)
+        ),
+        "require_action",
     )
 }
 
@@ -284,33 +348,47 @@ fn printed_user_default(table: &Table, kind: TenantType) -> String {
 }
 
 /// The user-private policy's expression.
-fn private_sql(table: &Table, private: &PrivateRows, kind: TenantType) -> String {
+fn private_sql(table: &Table, private: &PrivateRows, kind: TenantType, shape: Shape) -> String {
     let roles = array_sql(&private.all_rows);
     let mine = format!(
-        "{} OPERATOR(pg_catalog.=) (SELECT tenant_guard.required_user_id({}, NULL::{}, {roles}))",
+        "{} OPERATOR(pg_catalog.=) {}",
         quote_identifier(&private.column),
-        table.regclass_literal(),
-        kind.sql_name(),
+        shape.sql(format!(
+            "tenant_guard.required_user_id({}, NULL::{}, {roles})",
+            table.regclass_literal(),
+            kind.sql_name(),
+        )),
     );
     if private.all_rows.is_empty() {
         mine
     } else {
-        format!("{mine} OR (SELECT tenant_guard.tenant_role_in({roles}))")
+        let all = shape.sql(format!("tenant_guard.tenant_role_in({roles})"));
+        format!("{mine} OR {all}")
     }
 }
 
-fn printed_private(table: &Table, private: &PrivateRows, kind: TenantType) -> String {
+fn printed_private(table: &Table, private: &PrivateRows, kind: TenantType, shape: Shape) -> String {
     let roles = printed_array(&private.all_rows);
     let mine = format!(
-        "({} = ( SELECT tenant_guard.required_user_id({}, NULL::{}, {roles}) AS required_user_id))",
+        "({} = {})",
         quote_identifier(&private.column),
-        printed_regclass(table),
-        kind.sql_name(),
+        shape.printed(
+            format!(
+                "tenant_guard.required_user_id({}, NULL::{}, {roles})",
+                printed_regclass(table),
+                kind.sql_name(),
+            ),
+            "required_user_id"
+        ),
     );
     if private.all_rows.is_empty() {
         mine
     } else {
-        format!("({mine} OR ( SELECT tenant_guard.tenant_role_in({roles}) AS tenant_role_in))")
+        let all = shape.printed(
+            format!("tenant_guard.tenant_role_in({roles})"),
+            "tenant_role_in",
+        );
+        format!("({mine} OR {all})")
     }
 }
 
@@ -325,12 +403,13 @@ pub struct Generated<'a> {
     /// The private rows and the user column's type.
     pub private: Option<(&'a PrivateRows, TenantType)>,
     pub write_action: Option<&'a str>,
+    pub shape: Shape,
 }
 
 impl Generated<'_> {
     pub fn ddl(&self) -> String {
         let name = self.table.qualified();
-        let predicate = predicate_sql(self.table, self.tenant_column, self.kind);
+        let predicate = predicate_sql(self.table, self.tenant_column, self.kind, self.shape);
         let mut ddl = format!(
             "CREATE POLICY {ISOLATION_POLICY} ON {name} AS PERMISSIVE FOR ALL TO {roles}
                  USING ({predicate}) WITH CHECK ({predicate});
@@ -340,7 +419,7 @@ impl Generated<'_> {
         );
         for (command, roles) in self.permissions.unwrap_or_default() {
             let policy = permit_policy(command);
-            let check = permission_sql(self.table, command, roles);
+            let check = permission_sql(self.table, command, roles, self.shape);
             ddl.push_str(&command_policy_sql(policy, &name, command, &check));
         }
         if let Some(action) = self.write_action {
@@ -349,12 +428,12 @@ impl Generated<'_> {
                     policy,
                     &name,
                     command,
-                    &write_action_sql(action),
+                    &write_action_sql(action, self.shape),
                 ));
             }
         }
         if let Some((private, kind)) = self.private {
-            let predicate = private_sql(self.table, private, kind);
+            let predicate = private_sql(self.table, private, kind, self.shape);
             ddl.push_str(&format!(
                 "CREATE POLICY {PRIVATE_POLICY} ON {name} AS RESTRICTIVE FOR ALL TO PUBLIC
                      USING ({predicate}) WITH CHECK ({predicate});
@@ -429,7 +508,8 @@ pub fn of(table: &Table) -> Expected {
     };
     if let Some(entry) = policy::registered(table.oid) {
         let kind = TenantType::from_oid(entry.type_oid).unwrap_or(TenantType::Text);
-        let predicate = printed_predicate(table, &entry.column, kind);
+        let shape = Shape::of(table);
+        let predicate = printed_predicate(table, &entry.column, kind, shape);
         let roles = entry
             .to_roles
             .clone()
@@ -456,10 +536,10 @@ pub fn of(table: &Table) -> Expected {
         ));
         expected
             .defaults
-            .push((entry.column.clone(), printed_context(table, kind)));
+            .push((entry.column.clone(), printed_context(table, kind, shape)));
         let top = entry.parent.unwrap_or(table.oid);
         for (command, roles) in permissions::roles_by_command(top).unwrap_or_default() {
-            let printed = printed_permission(table, command, &roles);
+            let printed = printed_permission(table, command, &roles, shape);
             let name = permit_policy(command);
             expected
                 .policies
@@ -467,16 +547,18 @@ pub fn of(table: &Table) -> Expected {
         }
         if let Some(action) = &entry.write_action {
             for (command, name) in ACTION_POLICIES {
-                expected
-                    .policies
-                    .push(command_policy(name, command, printed_write_action(action)));
+                expected.policies.push(command_policy(
+                    name,
+                    command,
+                    printed_write_action(action, shape),
+                ));
             }
         }
         if let Some(private) = &entry.private {
             let user_kind = Column::lookup(table.oid, &private.column)
                 .and_then(|c| TenantType::from_oid(c.type_oid))
                 .unwrap_or(TenantType::Text);
-            let printed = printed_private(table, private, user_kind);
+            let printed = printed_private(table, private, user_kind, shape);
             expected.policies.push(Policy {
                 name: PRIVATE_POLICY.to_string(),
                 permissive: false,

@@ -16,6 +16,7 @@ mod auth;
 mod authz;
 mod catalog;
 mod check;
+mod citus;
 mod context;
 mod error;
 mod event;

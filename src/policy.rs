@@ -10,6 +10,7 @@
 
 use crate::authz::permissions;
 use crate::catalog::{self, select_column, select_exists, select_row, Column, Registry, Table};
+use crate::citus;
 use crate::error::{self, Result};
 use crate::expected::{self, GENERATED_POLICIES, TRUNCATE_TRIGGER, USER_DEFAULT_MARKER};
 use crate::guard::OwnDdl;
@@ -693,10 +694,18 @@ fn apply_as_standard(
     let name = table.qualified();
     let col = column.quoted();
     let kind = TenantType::from_oid(column.type_oid).unwrap_or(TenantType::Text);
-    let context = expected::context_sql(table, kind);
+    let shape = expected::Shape::of(table);
+    let context = expected::context_sql(table, kind, shape);
+    // Citus refuses any change to a distributed table's distribution column: its default was
+    // set before it was distributed (citus::distribute_table), and shards carry it.
+    let distributed = citus::in_catalog(table.oid);
+    let set_default = if distributed {
+        String::new()
+    } else {
+        format!(", ALTER COLUMN {col} SET DEFAULT {context}")
+    };
     let mut ddl = format!(
-        "ALTER TABLE ONLY {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY,
-             ALTER COLUMN {col} SET DEFAULT {context};
+        "ALTER TABLE ONLY {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY{set_default};
          {drop_policies}",
         drop_policies = drop_generated_policies(table),
     );
@@ -715,6 +724,20 @@ fn apply_as_standard(
         }
     }
     let permissions = permissions::roles_by_command(top_of(table, parent));
+    if shape == expected::Shape::Flat
+        && (permissions.is_some()
+            || protection.private.is_some()
+            || protection.write_action.is_some())
+    {
+        return Err(error::not_supported(
+            format!(
+                "tenant_guard: {name} is distributed by Citus; per-role permissions, user-private \
+                 rows and write actions are not supported on distributed tables yet"
+            ),
+            "Keep the table local, or remove them (remove_table_permissions, \
+             disable_user_private_rows, require_action_for_writes with NULL) first.",
+        ));
+    }
     let generated = expected::Generated {
         table,
         tenant_column: &column.name,
@@ -732,14 +755,19 @@ fn apply_as_standard(
                 )
             }),
         write_action: protection.write_action.as_deref(),
+        shape,
     };
     ddl.push_str(&generated.ddl());
     if protection.create_index && !has_tenant_index(table, column) {
         ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
     }
     Spi::run(&ddl).map_err(error::internal)?;
-    // The trigger function is not executable by PUBLIC (see privilege.rs).
+    // The trigger function is not executable by PUBLIC (see privilege.rs). A distributed table
+    // got it from citus::distribute_table, on every shard.
     privilege::as_extension_owner(|| {
+        if distributed {
+            return Ok(());
+        }
         Spi::run(&format!(
             "CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER} BEFORE TRUNCATE ON {name}
                  FOR EACH STATEMENT EXECUTE FUNCTION tenant_guard.truncate_guard();"

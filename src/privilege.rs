@@ -100,3 +100,8 @@ pub fn with_pinned_search_path<T>(f: impl FnOnce() -> T) -> T {
         Err(never) => match never {},
     }
 }
+
+/// Whether the current role bypasses row level security (a superuser, or BYPASSRLS).
+pub fn bypasses_rls() -> bool {
+    unsafe { pg_sys::superuser() || pg_sys::has_bypassrls_privilege(pg_sys::GetUserId()) }
+}

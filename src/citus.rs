@@ -1,0 +1,208 @@
+//! Citus: what tenant_guard needs to know about a database that Citus distributes, and the one
+//! supported way to distribute a protected table.
+//!
+//! Citus refuses sub-selects in the policies of a distributed table, so a distributed table's
+//! policies take the flat shape (`expected::Shape::Flat`), chosen here: a table is distributed
+//! when Citus's own catalog (`pg_dist_partition`, writable by superusers only) says so, or while
+//! [`distribute_table`] converts it. On a node that is not the coordinator, the shards and the
+//! shell tables are Citus's: they come with the coordinator's policies, so auto-protection
+//! leaves them alone. That is decided by Citus's catalogs (`relation_is_a_known_shard`,
+//! `citus_is_coordinator`), never by a setting a session can choose (such as
+//! `application_name`, which decides Citus's own "internal backend" status).
+//!
+//! Nothing here runs when the citus extension is not installed in the database.
+
+use crate::catalog;
+use crate::error::{self, Result};
+use crate::guard::OwnDdl;
+use crate::gucs;
+use crate::policy;
+use crate::privilege;
+use crate::sqltypes::RegClass;
+use pgrx::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    /// Set while `distribute_table` converts a table: its policies take the flat shape before
+    /// Citus's catalog says the table is distributed.
+    static DISTRIBUTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the citus extension is installed in this database.
+pub fn installed() -> bool {
+    unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// Whether Citus distributes `relid` (a distributed or reference table, or a partition of one),
+/// or `distribute_table` is converting it now.
+pub fn is_distributed(relid: pg_sys::Oid) -> bool {
+    DISTRIBUTING.get() || in_catalog(relid)
+}
+
+/// Whether Citus's catalog says it distributes `relid`.
+pub fn in_catalog(relid: pg_sys::Oid) -> bool {
+    installed()
+        && catalog::select_value::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                             WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass)",
+            &[relid.into()],
+        )
+        .unwrap_or(false)
+}
+
+/// Whether this is a Citus worker: a node of a cluster that is not its coordinator. Tables
+/// created on a worker are Citus's shards and shells (a shard is created before the worker's
+/// catalog knows it as one), protected by what the coordinator propagates.
+pub fn on_worker() -> bool {
+    installed()
+        && !catalog::select_value::<bool>("SELECT pg_catalog.citus_is_coordinator()", &[])
+            .unwrap_or(true)
+}
+
+/// Whether `relid` is Citus's on this node rather than the user's: a shard, or (on a node that
+/// is not the coordinator) the shell of a distributed table. Their protection comes from the
+/// coordinator, through Citus.
+pub fn owns_relation(relid: pg_sys::Oid) -> bool {
+    installed()
+        && catalog::select_value::<bool>(
+            "SELECT pg_catalog.relation_is_a_known_shard($1::pg_catalog.oid::pg_catalog.regclass)
+                 OR (NOT pg_catalog.citus_is_coordinator()
+                     AND EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                                  WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass))",
+            &[relid.into()],
+        )
+        .unwrap_or(false)
+}
+
+struct Distributing;
+
+impl Distributing {
+    fn start() -> Distributing {
+        DISTRIBUTING.set(true);
+        Distributing
+    }
+}
+
+impl Drop for Distributing {
+    fn drop(&mut self) {
+        DISTRIBUTING.set(false);
+    }
+}
+
+/// At transaction abort (the marker also unwinds with the error).
+pub fn end_of_transaction() {
+    DISTRIBUTING.set(false);
+}
+
+/// Distribute a protected table by its tenant column with Citus (`create_distributed_table`),
+/// keeping its protection: the generated policies take the flat shape Citus accepts, and the
+/// TRUNCATE guard is created on every shard. Idempotent. The caller must own the table.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn distribute_table(
+    tbl: Option<RegClass>,
+    shard_count: default!(Option<i32>, "NULL"),
+    colocate_with: default!(Option<String>, "'default'"),
+) -> Result<()> {
+    let (table, entry) = policy::protected_top(tbl)?;
+    if !installed() {
+        return Err(error::invalid_state(
+            "tenant_guard: the citus extension is not installed in this database",
+            "CREATE EXTENSION citus first (citus must come first in shared_preload_libraries).",
+        ));
+    }
+    if !catalog::select_value::<bool>("SELECT pg_catalog.citus_is_coordinator()", &[])
+        .unwrap_or(false)
+    {
+        return Err(error::invalid_state(
+            "tenant_guard: tables are distributed on the Citus coordinator",
+            "Connect to the coordinator and call tenant_guard.distribute_table there.",
+        ));
+    }
+    if shard_count.is_some_and(|count| !(1..=64000).contains(&count)) {
+        return Err(error::malformed(
+            "tenant_guard: shard_count must be between 1 and 64000",
+            "Pass NULL for citus.shard_count's value.",
+        ));
+    }
+    let Some(colocate_with) = colocate_with.filter(|c| !c.is_empty()) else {
+        return Err(error::malformed(
+            "tenant_guard: colocate_with must not be NULL or empty",
+            "Pass 'default', 'none' or a distributed table's name.",
+        ));
+    };
+    if crate::audit::config::options(table.oid).is_some() {
+        return Err(error::not_supported(
+            format!("tenant_guard: {} is audited; audited tables are not distributed yet", table.qualified()),
+            "Call tenant_guard.disable_tenant_audit() first; README, \"Citus\", says what audit covers on a cluster.",
+        ));
+    }
+    if is_distributed(table.oid) {
+        error::notice(format!(
+            "tenant_guard: {} is distributed already; nothing to do",
+            table.qualified()
+        ));
+        return Ok(());
+    }
+    // Citus copies the rows into the shards by reading the table as the caller, whom the
+    // policies show one tenant at most. (Read as the extension owner: no code of the table's
+    // runs, a protected table has no rules and this reads no column.)
+    let has_rows = privilege::as_extension_owner(|| {
+        catalog::select_value::<bool>(
+            &format!("SELECT EXISTS (SELECT FROM {})", table.qualified()),
+            &[],
+        )
+    })
+    .unwrap_or(false);
+    if has_rows && !privilege::bypasses_rls() {
+        return Err(error::invalid_state(
+            format!(
+                "tenant_guard: {} has rows, which its owner cannot read across tenants",
+                table.qualified()
+            ),
+            "Distribute it while it is empty and load it afterwards, or call this as a role \
+             with BYPASSRLS that owns the table.",
+        ));
+    }
+    let _ours = OwnDdl::start();
+    {
+        let _distributing = Distributing::start();
+        // The flat policies, from the one generator, while the table is still local.
+        policy::reprotect(&table, |_| {})?;
+        // As the caller: Citus creates the shards, with the table's policies and its TRUNCATE
+        // guard (a trigger: Citus copies it only when told that triggers are safe, and the
+        // caller can create it because truncate_guard() is executable by PUBLIC: it only
+        // refuses), and copies the rows, as the role that asks. Its own queries of the table
+        // run under the policies, and the planner evaluates the flat shape's call to estimate
+        // it: without a context that is NULL (no row) here, not an error. The table is empty,
+        // or the caller bypasses row level security.
+        let unsafe_triggers = || {
+            gucs::with_setting(
+                c"citus.enable_unsafe_triggers",
+                c"on",
+                pg_sys::GucContext::PGC_SUSET,
+                || {
+                    Spi::run_with_args(
+                    "SELECT pg_catalog.create_distributed_table(
+                             $1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.text,
+                             colocate_with => $3::pg_catalog.text, shard_count => $4::pg_catalog.int4)",
+                    &[
+                        table.oid.into(),
+                        entry.column.as_str().into(),
+                        colocate_with.as_str().into(),
+                        shard_count.into(),
+                    ],
+                )
+                },
+            )
+        };
+        gucs::with_setting(
+            c"tenant_guard.require_context",
+            c"off",
+            pg_sys::GucContext::PGC_SUSET,
+            unsafe_triggers,
+        )
+        .map_err(error::internal)?;
+    }
+    Ok(())
+}
