@@ -64,6 +64,7 @@ unsafe extern "C-unwind" fn end_of_transaction(
         crate::session_state::end_of_transaction();
         crate::guard::end_of_transaction();
         crate::citus::end_of_transaction();
+        crate::citus::replay::end_of_transaction();
     }
 }
 
@@ -418,12 +419,24 @@ pub fn tenant_context() -> Jsonb {
 /// per-role permissions, user-private rows): it binds the transaction to the tenant and checks
 /// the credential, as `required_tenant_id` does. None without a context.
 pub fn tenant_in_use() -> Result<Option<String>> {
-    let Some(tenant_id) = current_tenant_id() else {
+    let Some(tenant_id) = context_tenant()? else {
         return Ok(None);
     };
     bind(&tenant_id, false);
     auth::check_on_use(&tenant_id)?;
     Ok(Some(tenant_id))
+}
+
+/// The context tenant; on a Citus worker, the coordinator's, adopted from the carrier it sent
+/// (`citus::carrier`).
+fn context_tenant() -> Result<Option<String>> {
+    if let Some(tenant_id) = current_tenant_id() {
+        return Ok(Some(tenant_id));
+    }
+    if crate::citus::carrier::adopt()? {
+        return Ok(current_tenant_id());
+    }
+    Ok(None)
 }
 
 /// 42501 for a protected query without a context (`require_context` on), naming the table.
@@ -447,7 +460,7 @@ pub fn required_tenant_id(
     let _ = tenant_type; // only its type matters
     let column = TypedColumn::of(fcinfo, "tenant", tbl)?;
     let table_name = || column.table_name();
-    let Some(tenant_id) = current_tenant_id() else {
+    let Some(tenant_id) = context_tenant()? else {
         if gucs::REQUIRE_CONTEXT.get() {
             return Err(missing_context(&table_name()));
         }

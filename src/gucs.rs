@@ -121,6 +121,7 @@ pub fn init() {
         GucFlags::IS_NAME,
     );
     define_auth();
+    define_cluster();
     reserve_prefix();
 }
 
@@ -184,6 +185,40 @@ fn define_auth() {
         &ADMIN_ROLE,
         GucContext::Suset,
         GucFlags::IS_NAME,
+    );
+}
+
+// A Citus cluster (src/citus).
+pub static CLUSTER_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CARRIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CARRIER_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+fn define_cluster() {
+    GucRegistry::define_string_guc(
+        c"tenant_guard.cluster_secret",
+        c"The secret every node of a Citus cluster shares, to sign and verify the context a coordinator sends to workers.",
+        c"At least 32 characters, the same on every node, in postgresql.conf. Readable by superusers only.",
+        &CLUSTER_SECRET,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.carrier",
+        c"The signed context a Citus coordinator sends with a distributed transaction (set by tenant_guard).",
+        c"Anyone may set it: a worker trusts it only when its signature and its transaction check out.",
+        &CARRIER,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"tenant_guard.carrier_max_age",
+        c"Seconds a worker accepts a coordinator's signed context for after it was issued.",
+        c"The coordinator issues a fresh one to a longer transaction.",
+        &CARRIER_MAX_AGE,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
 }
 

@@ -44,6 +44,7 @@ pub extern "C-unwind" fn _PG_init() {
     session_state::init();
     audit::init();
     auth::init();
+    citus::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -12,6 +12,10 @@
 //!
 //! Nothing here runs when the citus extension is not installed in the database.
 
+pub mod carrier;
+mod ffi;
+pub mod replay;
+
 use crate::catalog;
 use crate::error::{self, Result};
 use crate::guard::OwnDdl;
@@ -21,6 +25,73 @@ use crate::privilege;
 use crate::sqltypes::RegClass;
 use pgrx::prelude::*;
 use std::cell::Cell;
+
+thread_local! {
+    static PREVIOUS_PLANNER: Cell<pg_sys::planner_hook_type> = const { Cell::new(None) };
+}
+
+/// From `_PG_init`: the planner hook (it runs before Citus's, which is loaded first) and the
+/// replay memory.
+pub fn init() {
+    replay::init();
+    unsafe {
+        PREVIOUS_PLANNER.set(pg_sys::planner_hook);
+        pg_sys::planner_hook = Some(planner);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn planner(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: std::ffi::c_int,
+    bound_params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    if ffi::active() && uses_distributed_tables(parse) {
+        if let Err(report) = carrier::issue() {
+            error::raise(report);
+        }
+    }
+    match PREVIOUS_PLANNER.get() {
+        Some(previous) => previous(parse, query_string, cursor_options, bound_params),
+        None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+    }
+}
+
+/// Whether a query (with its sub-queries and CTEs) reads or writes a Citus table.
+unsafe fn uses_distributed_tables(parse: *mut pg_sys::Query) -> bool {
+    unsafe extern "C-unwind" fn walk(
+        node: *mut pg_sys::Node,
+        found: *mut std::ffi::c_void,
+    ) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        if pgrx::is_a(node, pg_sys::NodeTag::T_RangeTblEntry) {
+            let rte = &*(node as *mut pg_sys::RangeTblEntry);
+            if rte.rtekind == pg_sys::RTEKind::RTE_RELATION && ffi::is_citus_table(rte.relid) {
+                *(found as *mut bool) = true;
+                return true;
+            }
+            return false;
+        }
+        if pgrx::is_a(node, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(walk),
+                found,
+                pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
+            );
+        }
+        pg_sys::expression_tree_walker(node, Some(walk), found)
+    }
+    let mut found = false;
+    walk(
+        parse as *mut pg_sys::Node,
+        &mut found as *mut bool as *mut std::ffi::c_void,
+    );
+    found
+}
 
 thread_local! {
     /// Set while `distribute_table` converts a table: its policies take the flat shape before

@@ -1,0 +1,394 @@
+//! The context on every node of a Citus cluster: a signed carrier.
+//!
+//! A context is set on the coordinator through tenant_guard's entry points, into superuser-only
+//! variables that Citus never sends to workers (it replays only `SET LOCAL` commands, as text,
+//! as the session's role). So the coordinator also sends the user-settable variable
+//! `tenant_guard.carrier` with every distributed transaction, holding the context and a MAC over
+//! it and the distributed transaction id, keyed with `tenant_guard.cluster_secret` (the same on
+//! every node, readable by superusers only). A worker trusts a carrier only when
+//!
+//! - its MAC verifies with the worker's own secret (a hand-made carrier does not);
+//! - it names the distributed transaction this backend takes part in, as Citus assigned it on
+//!   the coordinator (a carrier copied into another transaction does not);
+//! - it was issued at most `tenant_guard.carrier_max_age` seconds ago (a long transaction gets
+//!   a fresh one);
+//! - and, when it was adopted by another backend of this node before, that backend's
+//!   transaction has not ended (see `replay`): a carrier read from `pg_stat_activity` and
+//!   replayed later, with `assign_distributed_transaction_id()` (which Citus lets any role
+//!   call), gets nothing.
+//!
+//! It then sets the context variables for this transaction only, as the entry points do. A
+//! context that was adopted is never sent on: a worker's own distributed queries fail closed.
+//!
+//! Format: `v1.<base64url(JSON payload)>.<base64url(HMAC-SHA256)>`; the MAC covers a domain
+//! label and the payload bytes; the payload holds the context, the distributed transaction id
+//! and the time of issue.
+
+use super::ffi::{self, DistributedTransactionId};
+use crate::context;
+use crate::error::{self, Result};
+use crate::gucs;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use pgrx::pg_sys;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::ffi::CString;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+const VERSION: &str = "v1";
+const DOMAIN: &[u8] = b"tenant_guard carrier v1\0";
+const MIN_SECRET: usize = 32;
+/// A carrier is at most this long (the context's values are bounded by the entry points).
+const MAX_CARRIER: usize = 8192;
+
+/// The context a carrier carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub tenant_id: String,
+    pub user_id: Option<String>,
+    pub role: Option<String>,
+    pub trace_id: Option<String>,
+    pub locale: Option<String>,
+}
+
+impl Carried {
+    fn current() -> Option<Carried> {
+        Some(Carried {
+            tenant_id: context::current_tenant_id()?,
+            user_id: context::current_user_id(),
+            role: context::current_tenant_role(),
+            trace_id: context::current_trace_id(),
+            locale: context::current_locale(),
+        })
+    }
+}
+
+/// What this backend did with carriers in the current transaction.
+#[derive(Default)]
+struct State {
+    /// The local transaction it applies to (`MyProc->lxid`).
+    lxid: u32,
+    /// Issued (coordinator side): the context and when (unix seconds).
+    issued: Option<(Carried, i64)>,
+    /// Adopted (worker side): the context came from a carrier.
+    adopted: bool,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn local_transaction() -> u32 {
+    unsafe { (*pg_sys::MyProc).lxid }
+}
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        let lxid = local_transaction();
+        if state.lxid != lxid {
+            *state = State {
+                lxid,
+                ..State::default()
+            };
+        }
+        f(&mut state)
+    })
+}
+
+fn secret() -> Option<Vec<u8>> {
+    gucs::text_value(&gucs::CLUSTER_SECRET)
+        .map(String::into_bytes)
+        .filter(|s| !s.is_empty())
+}
+
+fn now_seconds() -> i64 {
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    // PostgreSQL timestamps count microseconds from 2000-01-01.
+    now.div_euclid(1_000_000) + 946_684_800
+}
+
+fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(DOMAIN);
+    mac.update(payload);
+    mac
+}
+
+/// The carrier for `carried` in distributed transaction `id`, issued at `issued_at`.
+pub fn seal(
+    secret: &[u8],
+    carried: &Carried,
+    id: &DistributedTransactionId,
+    issued_at: i64,
+) -> String {
+    let payload = json!({
+        "t": carried.tenant_id,
+        "u": carried.user_id,
+        "r": carried.role,
+        "x": carried.trace_id,
+        "l": carried.locale,
+        "n": id.initiator_node_identifier,
+        "q": id.transaction_number.to_string(),
+        "s": id.timestamp,
+        "i": issued_at,
+    })
+    .to_string();
+    let tag = mac(secret, payload.as_bytes()).finalize().into_bytes();
+    format!(
+        "{VERSION}.{}.{}",
+        URL_SAFE_NO_PAD.encode(payload.as_bytes()),
+        URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
+/// Why a carrier is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Malformed,
+    BadSignature,
+    OtherTransaction,
+    Expired,
+}
+
+/// The context in `carrier`, if its MAC verifies and it is for transaction `id`, issued within
+/// `max_age` seconds of `now`.
+pub fn open(
+    secret: &[u8],
+    carrier: &str,
+    id: &DistributedTransactionId,
+    now: i64,
+    max_age: i64,
+) -> std::result::Result<Carried, Refused> {
+    if carrier.len() > MAX_CARRIER {
+        return Err(Refused::Malformed);
+    }
+    let mut parts = carrier.split('.');
+    let (Some(VERSION), Some(payload), Some(tag), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refused::Malformed);
+    };
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| Refused::Malformed)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| Refused::Malformed)?;
+    if tag.len() != 32 {
+        return Err(Refused::Malformed);
+    }
+    mac(secret, &payload)
+        .verify_slice(&tag)
+        .map_err(|_| Refused::BadSignature)?;
+    let value: Value = serde_json::from_slice(&payload).map_err(|_| Refused::Malformed)?;
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+    let number = |key: &str| value.get(key).and_then(Value::as_i64);
+    let carried_id = (
+        number("n"),
+        text("q").and_then(|q| q.parse::<u64>().ok()),
+        number("s"),
+    );
+    if carried_id
+        != (
+            Some(i64::from(id.initiator_node_identifier)),
+            Some(id.transaction_number),
+            Some(id.timestamp),
+        )
+        || id.transaction_number == 0
+    {
+        return Err(Refused::OtherTransaction);
+    }
+    let issued_at = number("i").ok_or(Refused::Malformed)?;
+    // A little skew between the nodes' clocks is allowed into the future.
+    if now.saturating_sub(issued_at) > max_age || issued_at.saturating_sub(now) > 5 {
+        return Err(Refused::Expired);
+    }
+    Ok(Carried {
+        tenant_id: text("t")
+            .filter(|t| !t.is_empty())
+            .ok_or(Refused::Malformed)?,
+        user_id: text("u"),
+        role: text("r"),
+        trace_id: text("x"),
+        locale: text("l"),
+    })
+}
+
+/// Coordinator side, before Citus plans a query on a distributed table: send this
+/// transaction's context to the nodes it works on (once, and again when it grows old).
+pub fn issue() -> Result<()> {
+    if with_state(|state| state.adopted) {
+        return Ok(());
+    }
+    let Some(carried) = Carried::current() else {
+        return Ok(()); // no context: the workers fail closed
+    };
+    let now = now_seconds();
+    let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
+    let fresh = with_state(|state| {
+        state
+            .issued
+            .as_ref()
+            .is_some_and(|(issued, at)| *issued == carried && now - at < max_age / 2)
+    });
+    if fresh {
+        return Ok(());
+    }
+    let Some(secret) = secret().filter(|s| s.len() >= MIN_SECRET) else {
+        return Err(error::invalid_state(
+            "tenant_guard: tenant_guard.cluster_secret is not set (or shorter than 32 characters)",
+            "Set the same secret on every node of the Citus cluster in postgresql.conf and \
+             reload: without it the workers cannot trust the coordinator's context.",
+        ));
+    };
+    ffi::use_coordinated_transaction();
+    let Some(id) = ffi::current_transaction_id().filter(|id| id.transaction_number != 0) else {
+        return Err(error::internal(
+            "Citus gave this transaction no distributed transaction id",
+        ));
+    };
+    let carrier = seal(&secret, &carried, &id, now);
+    // The carrier is base64url and dots: nothing to quote.
+    let sql = CString::new(format!("SET LOCAL tenant_guard.carrier TO '{carrier}'"))
+        .expect("base64url has no NUL byte");
+    ffi::propagate_set_local(c"tenant_guard.carrier", &sql);
+    with_state(|state| state.issued = Some((carried, now)));
+    Ok(())
+}
+
+/// Worker side, when a policy needs the context and none is set: adopt the carrier's, if it
+/// holds. Returns whether a context was adopted. A carrier that does not hold is 42501.
+pub fn adopt() -> Result<bool> {
+    let Some(carrier) = gucs::text_value(&gucs::CARRIER) else {
+        return Ok(false);
+    };
+    let refuse = |why: &str| {
+        Err(error::forbidden(
+            format!("tenant_guard: the tenant context carried to this node was refused: {why}"),
+            "Connect to the Citus coordinator: a worker trusts only the context that the \
+             coordinator's tenant_guard signed for this distributed transaction.",
+        ))
+    };
+    let Some(secret) = secret().filter(|s| s.len() >= MIN_SECRET) else {
+        return refuse("tenant_guard.cluster_secret is not set on this node");
+    };
+    let Some(id) = ffi::current_transaction_id() else {
+        return refuse("this node does not run Citus");
+    };
+    let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
+    let carried = match open(&secret, &carrier, &id, now_seconds(), max_age) {
+        Ok(carried) => carried,
+        Err(Refused::Malformed) => return refuse("it is malformed"),
+        Err(Refused::BadSignature) => return refuse("its signature does not verify"),
+        Err(Refused::OtherTransaction) => {
+            return refuse("it was issued for another distributed transaction")
+        }
+        Err(Refused::Expired) => return refuse("it is too old"),
+    };
+    if !super::replay::admit(&id) {
+        return refuse("its distributed transaction has ended on this node (a replay)");
+    }
+    for (name, value) in [
+        (gucs::TENANT_ID, Some(carried.tenant_id.as_str())),
+        (gucs::USER_ID, carried.user_id.as_deref()),
+        (gucs::TENANT_ROLE, carried.role.as_deref()),
+        (gucs::TRACE_ID, carried.trace_id.as_deref()),
+        (gucs::LOCALE, carried.locale.as_deref()),
+    ] {
+        gucs::set(name, value.unwrap_or(""), true);
+    }
+    with_state(|state| state.adopted = true);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn id(number: u64) -> DistributedTransactionId {
+        DistributedTransactionId {
+            initiator_node_identifier: 0,
+            transaction_originator: true,
+            transaction_number: number,
+            timestamp: 123_456_789,
+        }
+    }
+
+    fn carried() -> Carried {
+        Carried {
+            tenant_id: "acme".into(),
+            user_id: Some("u1".into()),
+            role: None,
+            trace_id: Some("t\"'.x".into()),
+            locale: None,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let carrier = seal(SECRET, &carried(), &id(7), 1000);
+        assert!(carrier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        assert_eq!(open(SECRET, &carrier, &id(7), 1010, 60), Ok(carried()));
+    }
+
+    #[test]
+    fn refusals() {
+        let carrier = seal(SECRET, &carried(), &id(7), 1000);
+        let other = b"another secret of thirty-two bytes";
+        assert_eq!(
+            open(other, &carrier, &id(7), 1000, 60),
+            Err(Refused::BadSignature)
+        );
+        assert_eq!(
+            open(SECRET, &carrier, &id(8), 1000, 60),
+            Err(Refused::OtherTransaction)
+        );
+        assert_eq!(
+            open(SECRET, &carrier, &id(7), 1061, 60),
+            Err(Refused::Expired)
+        );
+        assert_eq!(
+            open(SECRET, &carrier, &id(7), 990, 60),
+            Err(Refused::Expired)
+        );
+        let forged = seal(SECRET, &carried(), &id(0), 1000);
+        assert_eq!(
+            open(SECRET, &forged, &id(0), 1000, 60),
+            Err(Refused::OtherTransaction)
+        );
+        // The payload changed, the MAC kept: refused.
+        let parts: Vec<&str> = carrier.split('.').collect();
+        let evil = URL_SAFE_NO_PAD.encode(
+            String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap())
+                .unwrap()
+                .replace("acme", "evil"),
+        );
+        let tampered = format!("v1.{evil}.{}", parts[2]);
+        assert_eq!(
+            open(SECRET, &tampered, &id(7), 1000, 60),
+            Err(Refused::BadSignature)
+        );
+        for bad in [
+            "",
+            "v1",
+            "v1..",
+            "v2.a.b",
+            "v1.!!.??",
+            &"v1.a.".repeat(3000),
+        ] {
+            assert_eq!(
+                open(SECRET, bad, &id(7), 1000, 60),
+                Err(Refused::Malformed),
+                "{bad}"
+            );
+        }
+    }
+}

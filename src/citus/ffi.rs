@@ -1,0 +1,137 @@
+//! The few functions of Citus's library that tenant_guard calls, found by name at first use.
+//!
+//! They are exported by citus.so 13.x (`nm -D`); the signatures are those of its headers
+//! (`distributed/transaction_identifier.h`, `transaction_management.h`, `commands.h`,
+//! `metadata_cache.h`). Citus is only ever looked up when `shared_preload_libraries` loaded it
+//! (it refuses to be loaded any other way).
+
+use pgrx::pg_sys;
+use std::ffi::{c_char, CStr};
+use std::sync::OnceLock;
+
+/// `DistributedTransactionId` (transaction_identifier.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DistributedTransactionId {
+    pub initiator_node_identifier: i32,
+    pub transaction_originator: bool,
+    pub transaction_number: u64,
+    pub timestamp: pg_sys::TimestampTz,
+}
+
+struct Functions {
+    citus_has_been_loaded: unsafe extern "C-unwind" fn() -> bool,
+    is_citus_table: unsafe extern "C-unwind" fn(pg_sys::Oid) -> bool,
+    use_coordinated_transaction: unsafe extern "C-unwind" fn(),
+    current_transaction_id: unsafe extern "C-unwind" fn() -> *mut DistributedTransactionId,
+    propagate_set: unsafe extern "C-unwind" fn(*mut pg_sys::VariableSetStmt, *const c_char),
+}
+
+static FUNCTIONS: OnceLock<Option<Functions>> = OnceLock::new();
+
+/// Whether `shared_preload_libraries` names citus.
+fn preloaded() -> bool {
+    let value =
+        unsafe { pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false) };
+    if value.is_null() {
+        return false;
+    }
+    let value = unsafe { CStr::from_ptr(value) }.to_string_lossy();
+    value
+        .split(',')
+        .any(|name| name.trim().trim_matches('"') == "citus")
+}
+
+unsafe fn symbol(name: &CStr) -> *const std::ffi::c_void {
+    let function = pg_sys::load_external_function(
+        c"$libdir/citus".as_ptr(),
+        name.as_ptr(),
+        true,
+        std::ptr::null_mut(),
+    );
+    function.cast_const()
+}
+
+fn functions() -> Option<&'static Functions> {
+    FUNCTIONS
+        .get_or_init(|| {
+            if !preloaded() {
+                return None;
+            }
+            unsafe {
+                Some(Functions {
+                    citus_has_been_loaded: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn() -> bool,
+                    >(symbol(c"CitusHasBeenLoaded")),
+                    is_citus_table: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn(pg_sys::Oid) -> bool,
+                    >(symbol(c"IsCitusTable")),
+                    use_coordinated_transaction: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn(),
+                    >(symbol(
+                        c"UseCoordinatedTransaction",
+                    )),
+                    current_transaction_id: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn() -> *mut DistributedTransactionId,
+                    >(symbol(
+                        c"GetCurrentDistributedTransactionId",
+                    )),
+                    propagate_set: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn(*mut pg_sys::VariableSetStmt, *const c_char),
+                    >(symbol(c"PostprocessVariableSetStmt")),
+                })
+            }
+        })
+        .as_ref()
+}
+
+/// Whether Citus is loaded and its extension is installed in this database.
+pub fn active() -> bool {
+    functions().is_some_and(|f| unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| (f.citus_has_been_loaded)())
+    })
+}
+
+/// Whether Citus distributes `relid` (any Citus table). Only when [`active`].
+pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
+    functions().is_some_and(|f| unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| (f.is_citus_table)(relid))
+    })
+}
+
+/// Make Citus run this transaction's remote work in transaction blocks, which begin with the
+/// propagated `SET LOCAL`s, and give it a distributed transaction id. Only when [`active`].
+pub fn use_coordinated_transaction() {
+    if let Some(f) = functions() {
+        unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (f.use_coordinated_transaction)()) }
+    }
+}
+
+/// This backend's distributed transaction id (all zero when it has none).
+pub fn current_transaction_id() -> Option<DistributedTransactionId> {
+    let f = functions()?;
+    let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (f.current_transaction_id)()) };
+    (!id.is_null()).then(|| unsafe { *id })
+}
+
+/// Send `SET LOCAL <name> TO <value>` to every node this transaction works on, now and later,
+/// as Citus sends a `SET LOCAL` a client typed (`citus.propagate_set_commands = 'local'`).
+pub fn propagate_set_local(name: &CStr, sql: &CStr) {
+    let Some(f) = functions() else {
+        return;
+    };
+    unsafe {
+        let stmt = pg_sys::palloc0(std::mem::size_of::<pg_sys::VariableSetStmt>())
+            as *mut pg_sys::VariableSetStmt;
+        (*stmt).type_ = pg_sys::NodeTag::T_VariableSetStmt;
+        (*stmt).kind = pg_sys::VariableSetKind::VAR_SET_VALUE;
+        (*stmt).name = name.as_ptr().cast_mut();
+        (*stmt).is_local = true;
+        pg_sys::ffi::pg_guard_ffi_boundary(|| (f.propagate_set)(stmt, sql.as_ptr()));
+    }
+}
