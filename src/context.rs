@@ -288,6 +288,7 @@ pub fn apply(
     };
     let tenant_id = requested.tenant_id;
     refuse_tenant_switch(tenant_id)?;
+    crate::citus::routing::context_changed(tenant_id);
     let previous = current_tenant_id();
     session_state::before_acting_for(tenant_id, previous.as_deref(), is_local)?;
     if is_local && !unsafe { pg_sys::IsTransactionBlock() } {

@@ -260,6 +260,11 @@ pub fn issue() -> Result<()> {
     Ok(())
 }
 
+/// Whether this transaction's context came from a carrier (this is a worker).
+pub fn adopted() -> bool {
+    with_state(|state| state.adopted)
+}
+
 /// Worker side, when a policy needs the context and none is set: adopt the carrier's, if it
 /// holds. Returns whether a context was adopted. A carrier that does not hold is 42501.
 pub fn adopt() -> Result<bool> {

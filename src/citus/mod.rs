@@ -15,6 +15,7 @@
 pub mod carrier;
 mod ffi;
 pub mod replay;
+pub mod routing;
 
 use crate::catalog;
 use crate::error::{self, Result};
@@ -28,16 +29,49 @@ use std::cell::Cell;
 
 thread_local! {
     static PREVIOUS_PLANNER: Cell<pg_sys::planner_hook_type> = const { Cell::new(None) };
+    static PREVIOUS_EXECUTOR_START: Cell<pg_sys::ExecutorStart_hook_type> = const { Cell::new(None) };
 }
 
 /// From `_PG_init`: the planner hook (it runs before Citus's, which is loaded first) and the
 /// replay memory.
 pub fn init() {
     replay::init();
+    routing::init();
     unsafe {
         PREVIOUS_PLANNER.set(pg_sys::planner_hook);
         pg_sys::planner_hook = Some(planner);
+        PREVIOUS_EXECUTOR_START.set(pg_sys::ExecutorStart_hook);
+        pg_sys::ExecutorStart_hook = Some(executor_start);
     }
+}
+
+/// A plan Citus cached (a prepared statement) runs without planning again: the carrier is
+/// issued before every execution as well.
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: std::ffi::c_int,
+) {
+    if ffi::active() && plan_uses_distributed_tables((*query_desc).plannedstmt) {
+        if let Err(report) = carrier::issue() {
+            error::raise(report);
+        }
+    }
+    match PREVIOUS_EXECUTOR_START.get() {
+        Some(previous) => previous(query_desc, eflags),
+        None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+    }
+}
+
+unsafe fn plan_uses_distributed_tables(plan: *mut pg_sys::PlannedStmt) -> bool {
+    if plan.is_null() {
+        return false;
+    }
+    pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*plan).rtable)
+        .iter_ptr()
+        .any(|rte| {
+            (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION && ffi::is_citus_table((*rte).relid)
+        })
 }
 
 #[pg_guard]
@@ -51,6 +85,7 @@ unsafe extern "C-unwind" fn planner(
         if let Err(report) = carrier::issue() {
             error::raise(report);
         }
+        routing::add_tenant_constants(parse);
     }
     match PREVIOUS_PLANNER.get() {
         Some(previous) => previous(parse, query_string, cursor_options, bound_params),
