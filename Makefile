@@ -1,10 +1,11 @@
 # tenant_guard — thin wrappers over scripts/. Every target installs what it needs first.
-.PHONY: help setup demo test test-proof lint install bench soak clean
+.PHONY: help setup demo test test-proof test-citus lint install bench soak clean
 
 help:
 	@echo "make demo     build, install and run the narrated walkthrough on a throwaway cluster"
 	@echo "make test     run every test suite (lint, pgrx, pg_regress, client); non-zero on failure"
 	@echo "make test-proof  the slow proof: upgrade from every released version on a running server"
+	@echo "make test-citus  tenant_guard on a Citus cluster (coordinator + 2 workers), built from CITUS_SRC"
 	@echo "make lint     cargo fmt --check and cargo clippy -D warnings"
 	@echo "make bench    the cost of isolation as ratios, side by side (about 20 minutes)"
 	@echo "make soak     the pooled workload for SOAK_MINUTES (10) minutes: leaks, errors, latency"
@@ -22,6 +23,9 @@ test:
 
 test-proof:
 	scripts/test upgrade
+
+test-citus:
+	scripts/test citus
 
 lint:
 	scripts/setup

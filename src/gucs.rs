@@ -192,6 +192,7 @@ fn define_auth() {
 pub static CLUSTER_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CARRIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CARRIER_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static ROUTE_TENANT_QUERIES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 fn define_cluster() {
     GucRegistry::define_string_guc(
@@ -209,6 +210,14 @@ fn define_cluster() {
         &CARRIER,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_bool_guc(
+        c"tenant_guard.route_tenant_queries",
+        c"Route a tenant's queries on distributed tables to the tenant's shard (Citus).",
+        c"Off: every tenant query runs one task per shard, as Citus plans it by itself.",
+        &ROUTE_TENANT_QUERIES,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"tenant_guard.carrier_max_age",

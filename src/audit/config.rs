@@ -247,6 +247,16 @@ pub fn enable_tenant_audit(
 ) -> Result<()> {
     let table = Table::from_argument(tbl)?;
     policy::check_protectable(&table)?;
+    if crate::citus::in_catalog(table.oid) {
+        return Err(error::not_supported(
+            format!(
+                "tenant_guard: {} is distributed by Citus; audit of distributed tables is not supported yet",
+                table.qualified()
+            ),
+            "Its changes run on the workers' shards, where a statement trigger would write each \
+             worker's own log. README, \"Citus\", says what is audited on a cluster.",
+        ));
+    }
     let exclude = column_list(&table, "exclude_columns", exclude_columns)?;
     let redact = column_list(&table, "redact_columns", redact_columns)?;
     let Some(hash_chain) = hash_chain else {

@@ -101,7 +101,7 @@ fn find_route(relid: pg_sys::Oid) -> Option<Route> {
 /// Before Citus plans `parse`: the context tenant as a constant for each protected distributed
 /// table of its top level.
 pub unsafe fn add_tenant_constants(parse: *mut pg_sys::Query) {
-    if super::carrier::adopted() {
+    if !crate::gucs::ROUTE_TENANT_QUERIES.get() || super::carrier::adopted() {
         return;
     }
     let Some(tenant) = context::current_tenant_id() else {

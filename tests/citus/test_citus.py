@@ -1,0 +1,417 @@
+"""tenant_guard on a real Citus cluster: a coordinator and two workers on loopback, each a
+throwaway PostgreSQL 15 cluster run by an unprivileged OS user, with citus and tenant_guard
+preloaded. Run with `make test-citus` (scripts/test citus), which builds Citus from its vendored
+source first.
+
+What is proved here: a protected table distributes through tenant_guard.distribute_table with
+its protection on every shard; tenants are isolated across nodes whatever the placement; the
+context reaches workers only as a carrier the coordinator signed for the distributed
+transaction (forged, tampered, foreign, expired and replayed carriers get nothing, 42501);
+a tenant query runs one task; cached plans follow the tenant; what is not supported is refused.
+"""
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CLUSTER = REPO / "scripts" / "cluster"
+SECRET = "citus-test-cluster-secret-0123456789abcdef"
+TENANTS = ["acme", "globex", "initech", "umbrella", "hooli", "stark"]
+
+
+class Node:
+    def __init__(self, directory, name):
+        self.directory = directory / name
+        conf = [
+            "shared_preload_libraries = 'citus,tenant_guard'",
+            "max_prepared_transactions = 100",
+            f"tenant_guard.cluster_secret = '{SECRET}'",
+        ]
+        args = [str(CLUSTER), "start", str(self.directory)]
+        for line in conf:
+            args += ["--conf", line]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        env = (self.directory / "env").read_text().split()[1:]
+        env = dict(item.split("=", 1) for item in env)
+        self.host, self.port = env["PGHOST"], int(env["PGPORT"])
+        with self.connect(user="postgres") as conn:
+            conn.execute("CREATE EXTENSION citus")
+
+    def connect(self, user="tg_app", autocommit=True):
+        dsn = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in
+                       dict(host=self.host, port=self.port, user=user, dbname="postgres").items())
+        return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None)
+
+    def stop(self):
+        subprocess.run([str(CLUSTER), "stop", str(self.directory), "--remove"], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    base = os.environ.get("TENANT_GUARD_WORK") or tempfile.gettempdir()
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="citus-", dir=base))
+    directory.chmod(0o755)
+    nodes = []
+    try:
+        for name in ("coordinator", "worker1", "worker2"):
+            nodes.append(Node(directory, name))
+        coordinator, *workers = nodes
+        with coordinator.connect(user="postgres") as conn:
+            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (coordinator.host, coordinator.port))
+            for worker in workers:
+                conn.execute("SELECT citus_add_node(%s, %s)", (worker.host, worker.port))
+            conn.execute("""
+                CREATE EXTENSION tenant_guard;
+                CREATE ROLE tg_app LOGIN NOSUPERUSER NOBYPASSRLS;
+                CREATE ROLE tg_admin LOGIN NOSUPERUSER BYPASSRLS;
+                GRANT EXECUTE ON FUNCTION
+                    tenant_guard.set_tenant_context(text, text, text, text, text, boolean),
+                    tenant_guard.set_tenant_context_api_key(text, boolean),
+                    tenant_guard.enable_tenant_rls(regclass, name, boolean, regrole[]),
+                    tenant_guard.distribute_table(regclass, integer, text)
+                  TO tg_app, tg_admin;
+                CREATE SCHEMA app AUTHORIZATION tg_app;
+                GRANT USAGE, CREATE ON SCHEMA app TO tg_admin;
+                ALTER DEFAULT PRIVILEGES FOR ROLE tg_app IN SCHEMA app GRANT SELECT ON TABLES TO tg_admin;
+            """)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def as_tenant(conn, tenant, **kwargs):
+    conn.execute("SELECT tenant_guard.set_tenant_context(%s, is_local => false)", (tenant,))
+
+
+def load(coordinator, table, rows_per_tenant=5):
+    with coordinator.connect() as conn:
+        for tenant in TENANTS:
+            as_tenant(conn, tenant)
+            # Multi-row VALUES: Citus runs INSERT ... SELECT through COPY, which row level
+            # security refuses (README, "Citus").
+            values = ", ".join(["(%s)"] * rows_per_tenant)
+            conn.execute(f"INSERT INTO {table} (body) VALUES {values}",
+                         [f"{tenant} {i}" for i in range(rows_per_tenant)])
+        conn.execute("SELECT tenant_guard.clear_tenant_context()")
+
+
+@pytest.fixture(scope="module")
+def notes(cluster):
+    coordinator = cluster[0]
+    with coordinator.connect() as conn:
+        conn.execute("CREATE TABLE app.notes (id bigserial, tenant_id text NOT NULL, body text,"
+                     " PRIMARY KEY (tenant_id, id))")
+        conn.execute("SELECT tenant_guard.distribute_table('app.notes')")
+    load(coordinator, "app.notes")
+    return "app.notes"
+
+
+def sqlstate(excinfo):
+    return excinfo.value.sqlstate
+
+
+def test_protection_on_every_shard(cluster, notes):
+    coordinator = cluster[0]
+    with coordinator.connect(user="postgres") as conn:
+        shards = conn.execute("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'app.notes'::regclass").fetchone()[0]
+        assert shards == 32
+        per_shard = conn.execute("""
+            SELECT result FROM run_command_on_shards('app.notes', $$
+                SELECT (SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = '%1$s'::regclass)
+                       || ',' || (SELECT count(*) FROM pg_policy WHERE polrelid = '%1$s'::regclass
+                                   AND polname IN ('tenant_guard_isolation', 'tenant_guard_fence')
+                                   AND pg_get_expr(polqual, polrelid) = '(tenant_id = tenant_guard.required_tenant_id(NULL::regclass, NULL::text))')
+                       || ',' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = '%1$s'::regclass
+                                   AND tgname LIKE 'tenant_guard_truncate_guard%%')
+            $$)""").fetchall()
+        assert len(per_shard) == 32
+        assert {row[0] for row in per_shard} == {"true,2,1"}
+        # The shell on the coordinator: the flat shape, from the same generator, and no drift.
+        quals = {row[0] for row in conn.execute(
+            "SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'app.notes'::regclass")}
+        assert quals == {"(tenant_id = tenant_guard.required_tenant_id(NULL::regclass, NULL::text))"}
+        findings = conn.execute("SELECT code, object FROM tenant_guard.check() WHERE code IN ('TG001', 'TG002', 'TG015')").fetchall()
+        assert findings == []
+    # Workers protected none of the shards themselves (no registry entries there).
+    for worker in cluster[1:]:
+        with worker.connect(user="postgres") as conn:
+            assert conn.execute("SELECT count(*) FROM tenant_guard.protected_tables").fetchone()[0] == 0
+
+
+def test_isolation_across_nodes(cluster, notes):
+    coordinator = cluster[0]
+    with coordinator.connect() as conn:
+        for tenant in TENANTS:
+            as_tenant(conn, tenant)
+            rows = conn.execute("SELECT DISTINCT tenant_id FROM app.notes").fetchall()
+            assert rows == [(tenant,)]
+            assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+            other = next(t for t in TENANTS if t != tenant)
+            # Asking for another tenant's rows by name gets nothing, on whichever node they are.
+            assert conn.execute("SELECT count(*) FROM app.notes WHERE tenant_id = %s", (other,)).fetchone()[0] == 0
+            assert conn.execute("UPDATE app.notes SET body = 'x' WHERE tenant_id = %s", (other,)).rowcount == 0
+            assert conn.execute("DELETE FROM app.notes WHERE tenant_id = %s", (other,)).rowcount == 0
+            with pytest.raises(psycopg.Error) as excinfo:
+                conn.execute("INSERT INTO app.notes (tenant_id, body) VALUES (%s, 'planted')", (other,))
+            assert sqlstate(excinfo) == "42501"
+        # Transaction-local context, as a pooled application sets it.
+        conn.execute("SELECT tenant_guard.clear_tenant_context()")
+        with conn.transaction():
+            conn.execute("SELECT tenant_guard.set_tenant_context('globex')")
+            assert conn.execute("SELECT count(*), min(tenant_id) FROM app.notes").fetchone() == (5, "globex")
+        # Without a context: refused, on the workers too.
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SELECT count(*) FROM app.notes")
+        assert sqlstate(excinfo) == "42501"
+    with coordinator.connect(user="tg_admin") as conn:
+        assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5 * len(TENANTS)
+
+
+def test_results_do_not_depend_on_placement(cluster):
+    coordinator = cluster[0]
+    with coordinator.connect(user="postgres") as conn:
+        conn.execute("SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', true)",
+                     (coordinator.host, coordinator.port))
+    try:
+        with coordinator.connect() as conn:
+            conn.execute("CREATE TABLE app.placed (id bigserial, tenant_id text NOT NULL, body text,"
+                         " PRIMARY KEY (tenant_id, id))")
+            conn.execute("SELECT tenant_guard.distribute_table('app.placed', shard_count => 6, colocate_with => 'none')")
+        with coordinator.connect(user="postgres") as conn:
+            candidates = [f"tenant-{i}" for i in range(60)]
+            placement = dict(conn.execute("""
+                SELECT t.tenant, s.nodeport FROM unnest(%s::text[]) t(tenant),
+                       LATERAL (SELECT nodeport FROM citus_shards
+                                 WHERE shardid = get_shard_id_for_distribution_column('app.placed', t.tenant)) s""",
+                (candidates,)).fetchall())
+        local = [t for t in candidates if placement[t] == coordinator.port][:2]
+        remote = [t for t in candidates if placement[t] != coordinator.port][:3]
+        assert len(local) == 2 and len(remote) == 3, placement
+        with coordinator.connect() as conn:
+            for tenant in local + remote:
+                as_tenant(conn, tenant)
+                conn.execute("INSERT INTO app.placed (body) VALUES ('row 1'), ('row 2'), ('row 3')")
+            for tenant in local + remote:
+                as_tenant(conn, tenant)
+                assert conn.execute("SELECT count(*), min(tenant_id), max(tenant_id) FROM app.placed").fetchone() \
+                    == (3, tenant, tenant), (tenant, placement[tenant])
+    finally:
+        with coordinator.connect(user="postgres") as conn:
+            conn.execute("SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', false)",
+                         (coordinator.host, coordinator.port))
+
+
+def worker_shard(coordinator, tenant):
+    """The worker port and shard table that hold `tenant`'s rows of app.notes."""
+    with coordinator.connect(user="postgres") as conn:
+        return conn.execute("""
+            SELECT s.nodeport, s.shard_name FROM citus_shards s
+             WHERE s.shardid = get_shard_id_for_distribution_column('app.notes', %s::text)""", (tenant,)).fetchone()
+
+
+def worker_at(cluster, port):
+    return next(node for node in cluster if node.port == port)
+
+
+def seal(payload, secret=SECRET):
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    tag = hmac.new(secret.encode(), b"tenant_guard carrier v1\0" + raw, hashlib.sha256).digest()
+    b64 = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")
+    return f"v1.{b64(raw)}.{b64(tag)}"
+
+
+def try_carrier(worker, shard, carrier, assign=None):
+    with worker.connect() as conn:
+        with pytest.raises(psycopg.Error) as excinfo:
+            with conn.transaction():
+                conn.execute("SELECT set_config('tenant_guard.carrier', %s, true)", (carrier,))
+                if assign:
+                    conn.execute("SELECT assign_distributed_transaction_id(%s::int, %s::bigint, %s::timestamptz)", assign)
+                conn.execute(f"SELECT count(*) FROM {shard}").fetchone()
+        return excinfo
+
+
+def test_forgery_on_a_worker(cluster, notes):
+    coordinator = cluster[0]
+    port, shard = worker_shard(coordinator, "acme")
+    worker = worker_at(cluster, port)
+    assert worker is not coordinator
+    with worker.connect() as conn:
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SET tenant_guard.tenant_id = 'acme'")
+        assert sqlstate(excinfo) == "42501"
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SELECT tenant_guard.set_tenant_context('acme')")
+        assert sqlstate(excinfo) == "42501"
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute(f"SELECT count(*) FROM {shard}")
+        assert sqlstate(excinfo) == "42501"
+    now = int(time.time())
+    stamp = "2026-01-01 00:00:00+00"
+    micros = (datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+              - datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)) // datetime.timedelta(microseconds=1)
+    payload = {"t": "acme", "u": None, "r": None, "x": None, "l": None, "n": 0, "q": "424242",
+               "s": micros, "i": now}
+    cases = [
+        ("garbage", None, "malformed"),
+        ("v1." + "A" * 9000, None, "malformed"),
+        (seal(payload, secret="a guess at the secret that is long enough"), ("0", "424242", stamp), "signature"),
+        # Signed with the real secret (as if it leaked from a log line) but for another
+        # distributed transaction than the one this backend takes part in.
+        (seal(payload), ("0", "424243", stamp), "another distributed transaction"),
+        (seal(payload), None, "another distributed transaction"),
+        (seal(dict(payload, i=now - 3600)), ("0", "424242", stamp), "too old"),
+    ]
+    for carrier, assign, reason in cases:
+        excinfo = try_carrier(worker, shard, carrier, assign)
+        assert sqlstate(excinfo) == "42501", (reason, excinfo.value)
+        assert reason in str(excinfo.value), (reason, excinfo.value)
+    # The payload altered under a valid MAC.
+    good = seal(payload).split(".")
+    evil = base64.urlsafe_b64encode(
+        base64.urlsafe_b64decode(good[1] + "==").replace(b"acme", b"hool")).decode().rstrip("=")
+    excinfo = try_carrier(worker, shard, f"v1.{evil}.{good[2]}", ("0", "424242", stamp))
+    assert "signature" in str(excinfo.value)
+
+
+def test_a_replayed_carrier_gets_nothing(cluster, notes):
+    coordinator = cluster[0]
+    port, shard = worker_shard(coordinator, "acme")
+    worker = worker_at(cluster, port)
+    issued = []
+    with coordinator.connect(user="postgres") as conn:
+        conn.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
+        conn.execute("SET citus.log_remote_commands = on")
+        with conn.transaction():
+            conn.execute("SELECT tenant_guard.set_tenant_context('acme')")
+            conn.execute("SET LOCAL ROLE tg_app")
+            assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+    text = "\n".join(issued)
+    carrier = re.search(r"SET LOCAL tenant_guard\.carrier TO '([A-Za-z0-9_.-]+)'", text).group(1)
+    node, number, stamp = re.search(
+        r"assign_distributed_transaction_id\((\d+), (\d+), '([^']+)'\)", text).groups()
+    # The coordinator's transaction has ended: the same carrier, with the same transaction id
+    # claimed through assign_distributed_transaction_id(), is a replay.
+    excinfo = try_carrier(worker, shard, carrier, (node, number, stamp))
+    assert sqlstate(excinfo) == "42501"
+    assert "replay" in str(excinfo.value)
+
+
+def explain_task_count(conn, query, params=()):
+    plan = "\n".join(row[0] for row in conn.execute("EXPLAIN (COSTS OFF) " + query, params))
+    return int(re.search(r"Task Count: (\d+)", plan).group(1))
+
+
+def test_tenant_queries_run_one_task(cluster, notes):
+    coordinator = cluster[0]
+    with coordinator.connect() as conn:
+        as_tenant(conn, "acme")
+        assert explain_task_count(conn, "SELECT * FROM app.notes") == 1
+        assert explain_task_count(conn, "SELECT * FROM app.notes WHERE id = 1") == 1
+        assert explain_task_count(conn, "UPDATE app.notes SET body = body") == 1
+        assert explain_task_count(conn, "SELECT count(*) FROM app.notes n LEFT JOIN app.notes m ON m.id = n.id + 1000") == 1
+    with coordinator.connect(user="postgres") as conn:
+        conn.execute("SET tenant_guard.route_tenant_queries = off")
+        conn.execute("SELECT tenant_guard.set_tenant_context('acme', is_local => false)")
+        conn.execute("SET ROLE tg_app")
+        assert explain_task_count(conn, "SELECT * FROM app.notes") == 32
+        assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+
+
+def test_cached_plans_follow_the_tenant(cluster, notes):
+    coordinator = cluster[0]
+    with coordinator.connect() as conn:
+        conn.execute("PREPARE mine AS SELECT count(*), min(tenant_id), max(tenant_id) FROM app.notes")
+        conn.execute("PREPARE one(bigint) AS SELECT tenant_id FROM app.notes WHERE id = $1")
+        for tenant in ["acme", "acme", "globex", "acme", "initech"]:
+            as_tenant(conn, tenant)
+            for _ in range(7):  # past the point where PostgreSQL settles on a generic plan
+                assert conn.execute("EXECUTE mine").fetchone() == (5, tenant, tenant)
+        ids = {}
+        with coordinator.connect(user="tg_admin") as admin:
+            for tenant, row_id in admin.execute("SELECT tenant_id, min(id) FROM app.notes GROUP BY 1"):
+                ids[tenant] = row_id
+        for tenant in ["hooli", "stark", "hooli"]:
+            as_tenant(conn, tenant)
+            for _ in range(7):
+                assert conn.execute(f"EXECUTE one({int(ids[tenant])})").fetchone() == (tenant,)
+                assert conn.execute(f"EXECUTE one({int(ids['acme'])})").fetchone() is None
+
+
+def test_authenticated_context_crosses_nodes(cluster, notes):
+    coordinator = cluster[0]
+    with coordinator.connect(user="postgres") as conn:
+        for tenant in ("acme", "globex"):
+            conn.execute("SELECT tenant_guard.add_tenant(%s)", (tenant,))
+        key = conn.execute("SELECT tenant_guard.issue_api_key('globex', 'member', '1 hour', 'citus test')").fetchone()[0]
+    with coordinator.connect() as conn:
+        conn.execute("SELECT tenant_guard.set_tenant_context_api_key(%s, is_local => false)", (key,))
+        assert conn.execute("SELECT count(*), min(tenant_id), max(tenant_id) FROM app.notes").fetchone() == (5, "globex", "globex")
+        assert conn.execute("SELECT count(*) FROM app.notes WHERE tenant_id = 'acme'").fetchone()[0] == 0
+
+
+def test_refusals(cluster, notes):
+    coordinator = cluster[0]
+    with coordinator.connect() as conn:
+        as_tenant(conn, "acme")
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("TRUNCATE app.notes")
+        assert sqlstate(excinfo) == "42501"
+        conn.execute("CREATE TABLE app.loose (id bigserial PRIMARY KEY, body text)")
+        cases = [
+            ("SELECT tenant_guard.distribute_table(NULL)", "22023"),
+            ("SELECT tenant_guard.distribute_table('app.loose')", "55000"),       # not protected
+            ("SELECT tenant_guard.distribute_table('app.notes', shard_count => 0)", "22023"),
+            ("SELECT tenant_guard.distribute_table('app.notes', colocate_with => NULL)", "22023"),
+            ("SELECT tenant_guard.distribute_table('app.notes', colocate_with => '')", "22023"),
+        ]
+        for sql, state in cases:
+            with pytest.raises(psycopg.Error) as excinfo:
+                conn.execute(sql)
+            assert sqlstate(excinfo) == state, (sql, excinfo.value)
+        # A table with rows: its owner cannot read them across tenants to copy them.
+        conn.execute('CREATE TABLE app."we;ird ""name" (id bigserial, tenant_id text NOT NULL, PRIMARY KEY (tenant_id, id))')
+        conn.execute('INSERT INTO app."we;ird ""name" DEFAULT VALUES')
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("""SELECT tenant_guard.distribute_table('app."we;ird ""name"')""")
+        assert sqlstate(excinfo) == "55000"
+    # As a BYPASSRLS role that owns it, it is distributed, rows and hostile name included.
+    with coordinator.connect(user="postgres") as conn:
+        conn.execute('ALTER TABLE app."we;ird ""name" OWNER TO tg_admin')
+    with coordinator.connect(user="tg_admin") as conn:
+        conn.execute("""SELECT tenant_guard.distribute_table('app."we;ird ""name"')""")
+        assert conn.execute('SELECT count(*) FROM app."we;ird ""name"').fetchone()[0] == 1
+        notices = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+        conn.execute("""SELECT tenant_guard.distribute_table('app."we;ird ""name"')""")
+        assert any("distributed already" in n for n in notices), notices
+    with coordinator.connect(user="postgres") as conn:
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SELECT tenant_guard.enable_tenant_audit('app.notes')")
+        assert sqlstate(excinfo) == "0A000"
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SELECT tenant_guard.set_table_permissions('app.notes', 'viewer', '{SELECT}')")
+        assert sqlstate(excinfo) == "0A000"
+    worker = cluster[1]
+    with worker.connect(user="postgres") as conn:
+        conn.execute("CREATE TABLE public.local_on_worker (id int, tenant_id text)")
+        # Not the coordinator: nothing to distribute from here, and no auto-protection.
+        assert conn.execute("SELECT count(*) FROM tenant_guard.protected_tables").fetchone()[0] == 0
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SELECT tenant_guard.enable_tenant_rls('public.local_on_worker')")
+            conn.execute("SELECT tenant_guard.distribute_table('public.local_on_worker')")
+        assert sqlstate(excinfo) == "55000"
