@@ -390,3 +390,48 @@ impl Registry {
         )
     }
 }
+
+/// Whether `relid` or any of its partitions or inheritance children holds a row visible to the
+/// transaction, read from the heap itself: no policy, no user code, whoever asks. A child that
+/// is not a heap table (a foreign table) counts as holding rows.
+pub fn has_rows(relid: pg_sys::Oid) -> bool {
+    let tree = Spi::connect(|client| {
+        client
+            .select(
+                "WITH RECURSIVE tree(relid) AS (
+                     SELECT $1::pg_catalog.oid
+                     UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                             JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.relid)
+                 SELECT c.oid, c.relkind::pg_catalog.text FROM tree
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tree.relid",
+                None,
+                &[relid.into()],
+            )?
+            .map(|row| Ok((row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?)))
+            .collect::<SpiResult<Vec<_>>>()
+    })
+    .unwrap_or_default();
+    tree.into_iter()
+        .any(|(oid, kind)| match (oid, kind.as_deref()) {
+            (Some(oid), Some("r")) => unsafe { heap_has_rows(oid) },
+            (_, Some("p")) => false,
+            _ => true,
+        })
+}
+
+unsafe fn heap_has_rows(relid: pg_sys::Oid) -> bool {
+    let relation = pg_sys::table_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+    let slot = pg_sys::table_slot_create(relation, std::ptr::null_mut());
+    let scan = pg_sys::table_beginscan(
+        relation,
+        pg_sys::GetActiveSnapshot(),
+        0,
+        std::ptr::null_mut(),
+    );
+    let found =
+        pg_sys::table_scan_getnextslot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+    pg_sys::table_endscan(scan);
+    pg_sys::ExecDropSingleTupleTableSlot(slot);
+    pg_sys::table_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
+    found
+}
