@@ -196,6 +196,54 @@ fn relation_of(change: &Change) -> Option<pg_sys::Oid> {
     catalog::select_value::<pg_sys::Oid>(query, &[object.into()])
 }
 
+/// On a worker, the shards (and shells) that carry tenant_guard's protection as the coordinator
+/// propagated it are not registered there, so the guard judges them by their shape: what would
+/// weaken them (NO FORCE, DISABLE ROW LEVEL SECURITY, changing or renaming a policy, disabling
+/// or renaming tenant_guard's triggers, a rule) is refused (42501), unless a superuser asks or
+/// the coordinator's tenant_guard approved it for this distributed transaction (its own DDL,
+/// `citus::carrier::approve`). The coordinator's guard judged whatever Citus propagates; a role
+/// connected to the worker directly has no approval.
+#[allow(non_upper_case_globals)] // PostgreSQL's AlterTableType names
+unsafe fn judge_on_worker(changes: &[Change]) -> Result<()> {
+    use pg_sys::AlterTableType::*;
+    for change in changes {
+        let weakens = match change {
+            Change::AlterTable { command, .. } => {
+                let command = &**command;
+                match command.subtype {
+                    AT_DisableRowSecurity
+                    | AT_NoForceRowSecurity
+                    | AT_DisableTrigAll
+                    | AT_DisableTrigUser => true,
+                    AT_DisableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig => {
+                        !command.name.is_null()
+                            && CStr::from_ptr(command.name)
+                                .to_string_lossy()
+                                .starts_with(crate::expected::PREFIX)
+                    }
+                    _ => false,
+                }
+            }
+            Change::Simple { address, parsetree } => {
+                let class = address.classId;
+                (class == guard::POLICY_CLASS
+                    && !node_is(*parsetree, pg_sys::NodeTag::T_CreatePolicyStmt))
+                    || (class == pg_sys::TriggerRelationId
+                        && node_is(*parsetree, pg_sys::NodeTag::T_RenameStmt))
+                    || class == guard::REWRITE_CLASS
+            }
+        };
+        if !weakens {
+            continue;
+        }
+        let Some(relid) = relation_of(change) else {
+            continue;
+        };
+        citus::refuse_weakening_shard(relid, false)?;
+    }
+    Ok(())
+}
+
 /// The relations the commands touched, in order, once each.
 fn relations(changes: &[Change]) -> Vec<pg_sys::Oid> {
     let mut relations = Vec::new();
@@ -419,6 +467,11 @@ fn on_ddl_command_end() {
         // is registered: only registered tables are judged there.
         if citus::installed() {
             let worker = citus::on_worker();
+            if worker {
+                if let Err(report) = judge_on_worker(&changes) {
+                    error::raise(report);
+                }
+            }
             changes.retain(|change| {
                 relation_of(change).is_none_or(|relid| {
                     if worker {
@@ -505,6 +558,14 @@ fn on_sql_drop() {
             if let Some(relid) = relid.filter(|r| !dropped_tables.contains(r)) {
                 if let Err(report) = guard::judge_drop(relid, &object.object_type, name) {
                     error::raise(report);
+                }
+                if name.starts_with(crate::expected::PREFIX)
+                    && citus::installed()
+                    && citus::on_worker()
+                {
+                    if let Err(report) = citus::refuse_weakening_shard(relid, true) {
+                        error::raise(report);
+                    }
                 }
             }
         }

@@ -192,6 +192,7 @@ fn define_auth() {
 pub static CLUSTER_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CARRIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CARRIER_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static APPROVAL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static ROUTE_TENANT_QUERIES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 fn define_cluster() {
@@ -208,6 +209,14 @@ fn define_cluster() {
         c"The signed context a Citus coordinator sends with a distributed transaction (set by tenant_guard).",
         c"Anyone may set it: a worker trusts it only when its signature and its transaction check out.",
         &CARRIER,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"tenant_guard.approval",
+        c"A Citus coordinator's signed approval of tenant_guard's own DDL on shards (set by tenant_guard).",
+        c"Anyone may set it: a worker trusts it only when its signature and its transaction check out.",
+        &APPROVAL,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
     );

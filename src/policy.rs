@@ -588,6 +588,33 @@ fn apply(
     with_standard_strings(|| apply_as_standard(table, column, protection, parent))
 }
 
+/// Run generated DDL. On a distributed table one statement at a time: Citus sends a statement
+/// it propagates with the text it came in, and a worker refuses several commands in one.
+fn run_ddl(ddl: &str, distributed: bool) -> Result<()> {
+    if !distributed {
+        return Spi::run(ddl).map_err(error::internal);
+    }
+    let text = std::ffi::CString::new(ddl).map_err(error::internal)?;
+    let statements = unsafe {
+        let parsed = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        pgrx::PgList::<pg_sys::RawStmt>::from_pg(parsed)
+            .iter_ptr()
+            .map(|raw| {
+                let start = (*raw).stmt_location.max(0) as usize;
+                let end = match (*raw).stmt_len {
+                    0 => ddl.len(),
+                    len => start + len as usize,
+                };
+                ddl[start..end].to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    for statement in statements {
+        Spi::run(&statement).map_err(error::internal)?;
+    }
+    Ok(())
+}
+
 fn with_standard_strings<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     gucs::with_setting(
         c"standard_conforming_strings",
@@ -699,6 +726,10 @@ fn apply_as_standard(
     // Citus refuses any change to a distributed table's distribution column: its default was
     // set before it was distributed (citus::distribute_table), and shards carry it.
     let distributed = citus::in_catalog(table.oid);
+    if distributed {
+        // The workers' guard lets this DDL change the shards' protection.
+        citus::carrier::approve()?;
+    }
     let set_default = if distributed {
         String::new()
     } else {
@@ -761,7 +792,7 @@ fn apply_as_standard(
     if protection.create_index && !has_tenant_index(table, column) {
         ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
     }
-    Spi::run(&ddl).map_err(error::internal)?;
+    run_ddl(&ddl, distributed)?;
     // The trigger function is not executable by PUBLIC (see privilege.rs). A distributed table
     // got it from citus::distribute_table, on every shard.
     privilege::as_extension_owner(|| {
@@ -845,6 +876,16 @@ fn remove(table: &Table, entry: &Registered) -> Result<()> {
 
 fn remove_as_standard(table: &Table, entry: &Registered) -> Result<()> {
     check_protectable(table)?;
+    if citus::in_catalog(table.oid) {
+        return Err(error::not_supported(
+            format!(
+                "tenant_guard: {} is distributed by Citus; its protection is not removed while it is",
+                table.qualified()
+            ),
+            "Turn it back into a local table first (Citus's undistribute_table, as a role that \
+             bypasses row level security).",
+        ));
+    }
     unsafe { pg_sys::LockRelationOid(table.oid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE) };
     let name = table.qualified();
     let mut ddl = drop_generated_policies(table);

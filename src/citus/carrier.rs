@@ -75,6 +75,8 @@ struct State {
     issued: Option<(Carried, i64)>,
     /// Adopted (worker side): the context came from a carrier.
     adopted: bool,
+    /// Sent (coordinator side): the approval of tenant_guard's own DDL.
+    approval_sent: bool,
 }
 
 thread_local! {
@@ -118,6 +120,43 @@ fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
     mac
 }
 
+/// What a carrier says: a context to act for, or an approval of tenant_guard's own DDL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Context,
+    Approval,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Context => "context",
+            Kind::Approval => "approval",
+        }
+    }
+}
+
+fn sealed(
+    secret: &[u8],
+    mut payload: Value,
+    kind: Kind,
+    id: &DistributedTransactionId,
+    issued_at: i64,
+) -> String {
+    payload["k"] = json!(kind.as_str());
+    payload["n"] = json!(id.initiator_node_identifier);
+    payload["q"] = json!(id.transaction_number.to_string());
+    payload["s"] = json!(id.timestamp);
+    payload["i"] = json!(issued_at);
+    let payload = payload.to_string();
+    let tag = mac(secret, payload.as_bytes()).finalize().into_bytes();
+    format!(
+        "{VERSION}.{}.{}",
+        URL_SAFE_NO_PAD.encode(payload.as_bytes()),
+        URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
 /// The carrier for `carried` in distributed transaction `id`, issued at `issued_at`.
 pub fn seal(
     secret: &[u8],
@@ -131,18 +170,13 @@ pub fn seal(
         "r": carried.role,
         "x": carried.trace_id,
         "l": carried.locale,
-        "n": id.initiator_node_identifier,
-        "q": id.transaction_number.to_string(),
-        "s": id.timestamp,
-        "i": issued_at,
-    })
-    .to_string();
-    let tag = mac(secret, payload.as_bytes()).finalize().into_bytes();
-    format!(
-        "{VERSION}.{}.{}",
-        URL_SAFE_NO_PAD.encode(payload.as_bytes()),
-        URL_SAFE_NO_PAD.encode(tag)
-    )
+    });
+    sealed(secret, payload, Kind::Context, id, issued_at)
+}
+
+/// The approval of tenant_guard's own DDL in distributed transaction `id`.
+pub fn seal_approval(secret: &[u8], id: &DistributedTransactionId, issued_at: i64) -> String {
+    sealed(secret, json!({}), Kind::Approval, id, issued_at)
 }
 
 /// Why a carrier is refused.
@@ -154,15 +188,16 @@ pub enum Refused {
     Expired,
 }
 
-/// The context in `carrier`, if its MAC verifies and it is for transaction `id`, issued within
-/// `max_age` seconds of `now`.
-pub fn open(
+/// The payload of `carrier`, if its MAC verifies, it is of `kind` and for transaction `id`,
+/// issued within `max_age` seconds of `now`.
+fn opened(
     secret: &[u8],
     carrier: &str,
+    kind: Kind,
     id: &DistributedTransactionId,
     now: i64,
     max_age: i64,
-) -> std::result::Result<Carried, Refused> {
+) -> std::result::Result<Value, Refused> {
     if carrier.len() > MAX_CARRIER {
         return Err(Refused::Malformed);
     }
@@ -185,6 +220,9 @@ pub fn open(
         .verify_slice(&tag)
         .map_err(|_| Refused::BadSignature)?;
     let value: Value = serde_json::from_slice(&payload).map_err(|_| Refused::Malformed)?;
+    if value.get("k").and_then(Value::as_str) != Some(kind.as_str()) {
+        return Err(Refused::Malformed);
+    }
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
     let number = |key: &str| value.get(key).and_then(Value::as_i64);
     let carried_id = (
@@ -207,6 +245,19 @@ pub fn open(
     if now.saturating_sub(issued_at) > max_age || issued_at.saturating_sub(now) > 5 {
         return Err(Refused::Expired);
     }
+    Ok(value)
+}
+
+/// The context in `carrier`, if it holds for transaction `id` (see `opened`).
+pub fn open(
+    secret: &[u8],
+    carrier: &str,
+    id: &DistributedTransactionId,
+    now: i64,
+    max_age: i64,
+) -> std::result::Result<Carried, Refused> {
+    let value = opened(secret, carrier, Kind::Context, id, now, max_age)?;
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
     Ok(Carried {
         tenant_id: text("t")
             .filter(|t| !t.is_empty())
@@ -238,26 +289,76 @@ pub fn issue() -> Result<()> {
     if fresh {
         return Ok(());
     }
-    let Some(secret) = secret().filter(|s| s.len() >= MIN_SECRET) else {
-        return Err(error::invalid_state(
+    let secret = cluster_secret()?;
+    let id = coordinated_transaction()?;
+    send(c"tenant_guard.carrier", &seal(&secret, &carried, &id, now));
+    with_state(|state| state.issued = Some((carried, now)));
+    Ok(())
+}
+
+/// Coordinator side, before tenant_guard's own DDL on a distributed table: approve it for the
+/// workers, whose guard otherwise refuses what weakens a shard (see `event.rs`).
+pub fn approve() -> Result<()> {
+    if !ffi::active() || with_state(|state| state.approval_sent) {
+        return Ok(());
+    }
+    let secret = cluster_secret()?;
+    let id = coordinated_transaction()?;
+    send(
+        c"tenant_guard.approval",
+        &seal_approval(&secret, &id, now_seconds()),
+    );
+    with_state(|state| state.approval_sent = true);
+    Ok(())
+}
+
+/// Worker side: whether this transaction carries the coordinator's approval of tenant_guard's
+/// own DDL, checked like a carrier.
+pub fn approved() -> bool {
+    let (Some(approval), Some(secret), Some(id)) = (
+        gucs::text_value(&gucs::APPROVAL),
+        secret().filter(|s| s.len() >= MIN_SECRET),
+        ffi::current_transaction_id(),
+    ) else {
+        return false;
+    };
+    let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
+    opened(
+        &secret,
+        &approval,
+        Kind::Approval,
+        &id,
+        now_seconds(),
+        max_age,
+    )
+    .is_ok()
+        && super::replay::admit(&id)
+}
+
+fn cluster_secret() -> Result<Vec<u8>> {
+    secret().filter(|s| s.len() >= MIN_SECRET).ok_or_else(|| {
+        error::invalid_state(
             "tenant_guard: tenant_guard.cluster_secret is not set (or shorter than 32 characters)",
             "Set the same secret on every node of the Citus cluster in postgresql.conf and \
              reload: without it the workers cannot trust the coordinator's context.",
-        ));
-    };
+        )
+    })
+}
+
+/// Citus's distributed transaction id, after making this transaction a coordinated one.
+fn coordinated_transaction() -> Result<DistributedTransactionId> {
     ffi::use_coordinated_transaction();
-    let Some(id) = ffi::current_transaction_id().filter(|id| id.transaction_number != 0) else {
-        return Err(error::internal(
-            "Citus gave this transaction no distributed transaction id",
-        ));
-    };
-    let carrier = seal(&secret, &carried, &id, now);
-    // The carrier is base64url and dots: nothing to quote.
-    let sql = CString::new(format!("SET LOCAL tenant_guard.carrier TO '{carrier}'"))
+    ffi::current_transaction_id()
+        .filter(|id| id.transaction_number != 0)
+        .ok_or_else(|| error::internal("Citus gave this transaction no distributed transaction id"))
+}
+
+/// `SET LOCAL <name> TO '<value>'` on every node the transaction works on.
+fn send(name: &std::ffi::CStr, value: &str) {
+    // Carriers are base64url and dots: nothing to quote.
+    let sql = CString::new(format!("SET LOCAL {} TO '{value}'", name.to_string_lossy()))
         .expect("base64url has no NUL byte");
-    ffi::propagate_set_local(c"tenant_guard.carrier", &sql);
-    with_state(|state| state.issued = Some((carried, now)));
-    Ok(())
+    ffi::propagate_set_local(name, &sql);
 }
 
 /// Whether this transaction's context came from a carrier (this is a worker).
@@ -364,6 +465,13 @@ mod unit_tests {
             open(SECRET, &carrier, &id(7), 990, 60),
             Err(Refused::Expired)
         );
+        // An approval of DDL is no context, under the same secret and transaction.
+        let approval = seal_approval(SECRET, &id(7), 1000);
+        assert_eq!(
+            open(SECRET, &approval, &id(7), 1000, 60),
+            Err(Refused::Malformed)
+        );
+        assert!(opened(SECRET, &approval, Kind::Approval, &id(7), 1000, 60).is_ok());
         let forged = seal(SECRET, &carried(), &id(0), 1000);
         assert_eq!(
             open(SECRET, &forged, &id(0), 1000, 60),

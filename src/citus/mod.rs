@@ -180,6 +180,34 @@ pub fn owns_relation(relid: pg_sys::Oid) -> bool {
         .unwrap_or(false)
 }
 
+/// On a worker: refuse (42501) what would weaken `relid` when it is a shard or shell carrying
+/// tenant_guard's protection (`dropping_ours`: one of tenant_guard's policies or triggers is
+/// being dropped from it), unless a superuser asks or the coordinator approved it.
+pub fn refuse_weakening_shard(relid: pg_sys::Oid, dropping_ours: bool) -> Result<()> {
+    let protected = owns_relation(relid)
+        && (dropping_ours
+            || catalog::select_value::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy
+                             WHERE polrelid OPERATOR(pg_catalog.=) $1
+                               AND polname OPERATOR(pg_catalog.=) 'tenant_guard_fence')",
+                &[relid.into()],
+            )
+            .unwrap_or(false));
+    if !protected || unsafe { pg_sys::superuser() } || carrier::approved() {
+        return Ok(());
+    }
+    let name = catalog::Table::lookup(relid)
+        .map(|t| t.qualified())
+        .unwrap_or_default();
+    Err(error::forbidden(
+        format!(
+            "tenant_guard: {name} is a shard (or the shell) of a distributed table that tenant_guard \
+             protects; its protection changes only from the coordinator"
+        ),
+        "Change the distributed table on the Citus coordinator, through tenant_guard's functions.",
+    ))
+}
+
 struct Distributing;
 
 impl Distributing {

@@ -81,7 +81,9 @@ def cluster():
                     tenant_guard.set_tenant_context(text, text, text, text, text, boolean),
                     tenant_guard.set_tenant_context_api_key(text, boolean),
                     tenant_guard.enable_tenant_rls(regclass, name, boolean, regrole[]),
-                    tenant_guard.distribute_table(regclass, integer, text)
+                    tenant_guard.distribute_table(regclass, integer, text),
+                    tenant_guard.reapply_protection(regclass),
+                    tenant_guard.disable_tenant_rls(regclass)
                   TO tg_app, tg_admin;
                 CREATE SCHEMA app AUTHORIZATION tg_app;
                 GRANT USAGE, CREATE ON SCHEMA app TO tg_admin;
@@ -264,7 +266,7 @@ def test_forgery_on_a_worker(cluster, notes):
     stamp = "2026-01-01 00:00:00+00"
     micros = (datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
               - datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)) // datetime.timedelta(microseconds=1)
-    payload = {"t": "acme", "u": None, "r": None, "x": None, "l": None, "n": 0, "q": "424242",
+    payload = {"k": "context", "t": "acme", "u": None, "r": None, "x": None, "l": None, "n": 0, "q": "424242",
                "s": micros, "i": now}
     cases = [
         ("garbage", None, "malformed"),
@@ -275,6 +277,8 @@ def test_forgery_on_a_worker(cluster, notes):
         (seal(payload), ("0", "424243", stamp), "another distributed transaction"),
         (seal(payload), None, "another distributed transaction"),
         (seal(dict(payload, i=now - 3600)), ("0", "424242", stamp), "too old"),
+        # An approval of DDL (right secret, right transaction) is not a context.
+        (seal({"k": "approval", "n": 0, "q": "424242", "s": micros, "i": now}), ("0", "424242", stamp), "malformed"),
     ]
     for carrier, assign, reason in cases:
         excinfo = try_carrier(worker, shard, carrier, assign)
@@ -309,6 +313,49 @@ def test_a_replayed_carrier_gets_nothing(cluster, notes):
     excinfo = try_carrier(worker, shard, carrier, (node, number, stamp))
     assert sqlstate(excinfo) == "42501"
     assert "replay" in str(excinfo.value)
+
+
+def test_shards_are_guarded_on_workers(cluster, notes):
+    """The table's owner, connected to a worker directly, cannot weaken a shard; with a forged
+    approval neither. tenant_guard's own DDL from the coordinator (reapply_protection) can."""
+    coordinator = cluster[0]
+    port, shard = worker_shard(coordinator, "acme")
+    worker = worker_at(cluster, port)
+    forged = seal({"k": "approval", "n": 0, "q": "1", "s": 0, "i": int(time.time())},
+                  secret="a guess at the secret that is long enough")
+    attempts = [
+        f"ALTER TABLE {shard} NO FORCE ROW LEVEL SECURITY",
+        f"ALTER TABLE {shard} DISABLE ROW LEVEL SECURITY",
+        f"ALTER POLICY tenant_guard_fence ON {shard} USING (true)",
+        f"ALTER POLICY tenant_guard_isolation ON {shard} RENAME TO mine",
+        f"DROP POLICY tenant_guard_fence ON {shard}",
+        f"ALTER TABLE {shard} DISABLE TRIGGER ALL",
+        f"DROP TRIGGER tenant_guard_truncate_guard_{shard.rsplit('_', 1)[1]} ON {shard}",
+        f"CREATE RULE leak AS ON UPDATE TO {shard} DO INSTEAD NOTHING",
+    ]
+    with worker.connect() as conn:
+        for sql in attempts:
+            for approval in (None, forged):
+                with pytest.raises(psycopg.Error) as excinfo:
+                    with conn.transaction():
+                        if approval:
+                            conn.execute("SELECT set_config('tenant_guard.approval', %s, true)", (approval,))
+                        conn.execute(sql)
+                assert sqlstate(excinfo) == "42501", (sql, excinfo.value)
+    with worker.connect(user="postgres") as conn:
+        conn.execute("SET citus.show_shards_for_app_name_prefixes = '*'")
+        forced, policies = conn.execute(
+            "SELECT relforcerowsecurity, (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid)"
+            " FROM pg_class c WHERE oid = %s::regclass", (shard,)).fetchone()
+        assert (forced, policies) == (True, 2)
+    # From the coordinator, through tenant_guard: the shards' policies are re-created.
+    with coordinator.connect() as conn:
+        conn.execute("SELECT tenant_guard.reapply_protection('app.notes')")
+        with pytest.raises(psycopg.Error) as excinfo:
+            conn.execute("SELECT tenant_guard.disable_tenant_rls('app.notes')")
+        assert sqlstate(excinfo) == "0A000"
+        as_tenant(conn, "acme")
+        assert conn.execute("SELECT count(*), min(tenant_id), max(tenant_id) FROM app.notes").fetchone() == (5, "acme", "acme")
 
 
 def explain_task_count(conn, query, params=()):
