@@ -126,6 +126,13 @@ def sqlstate(excinfo):
     return excinfo.value.sqlstate
 
 
+def refused(conn, sql, state):
+    """`sql` fails with SQLSTATE `state`."""
+    with pytest.raises(psycopg.Error) as excinfo:
+        conn.execute(sql)
+    assert sqlstate(excinfo) == state, (sql, excinfo.value)
+
+
 def test_protection_on_every_shard(cluster, notes):
     coordinator = cluster[0]
     with coordinator.connect(user="postgres") as conn:
@@ -176,9 +183,7 @@ def test_isolation_across_nodes(cluster, notes):
             conn.execute("SELECT tenant_guard.set_tenant_context('globex')")
             assert conn.execute("SELECT count(*), min(tenant_id) FROM app.notes").fetchone() == (5, "globex")
         # Without a context: refused, on the workers too.
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("SELECT count(*) FROM app.notes")
-        assert sqlstate(excinfo) == "42501"
+        refused(conn, "SELECT count(*) FROM app.notes", "42501")
     with coordinator.connect(user="tg_admin") as conn:
         assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5 * len(TENANTS)
 
@@ -253,15 +258,9 @@ def test_forgery_on_a_worker(cluster, notes):
     worker = worker_at(cluster, port)
     assert worker is not coordinator
     with worker.connect() as conn:
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("SET tenant_guard.tenant_id = 'acme'")
-        assert sqlstate(excinfo) == "42501"
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("SELECT tenant_guard.set_tenant_context('acme')")
-        assert sqlstate(excinfo) == "42501"
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute(f"SELECT count(*) FROM {shard}")
-        assert sqlstate(excinfo) == "42501"
+        refused(conn, "SET tenant_guard.tenant_id = 'acme'", "42501")
+        refused(conn, "SELECT tenant_guard.set_tenant_context('acme')", "42501")
+        refused(conn, f"SELECT count(*) FROM {shard}", "42501")
     now = int(time.time())
     stamp = "2026-01-01 00:00:00+00"
     micros = (datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
@@ -351,9 +350,7 @@ def test_shards_are_guarded_on_workers(cluster, notes):
     # From the coordinator, through tenant_guard: the shards' policies are re-created.
     with coordinator.connect() as conn:
         conn.execute("SELECT tenant_guard.reapply_protection('app.notes')")
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("SELECT tenant_guard.disable_tenant_rls('app.notes')")
-        assert sqlstate(excinfo) == "0A000"
+        refused(conn, "SELECT tenant_guard.disable_tenant_rls('app.notes')", "0A000")
         as_tenant(conn, "acme")
         assert conn.execute("SELECT count(*), min(tenant_id), max(tenant_id) FROM app.notes").fetchone() == (5, "acme", "acme")
 
@@ -415,9 +412,7 @@ def test_refusals(cluster, notes):
     coordinator = cluster[0]
     with coordinator.connect() as conn:
         as_tenant(conn, "acme")
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("TRUNCATE app.notes")
-        assert sqlstate(excinfo) == "42501"
+        refused(conn, "TRUNCATE app.notes", "42501")
         conn.execute("CREATE TABLE app.loose (id bigserial PRIMARY KEY, body text)")
         cases = [
             ("SELECT tenant_guard.distribute_table(NULL)", "22023"),
@@ -427,15 +422,11 @@ def test_refusals(cluster, notes):
             ("SELECT tenant_guard.distribute_table('app.notes', colocate_with => '')", "22023"),
         ]
         for sql, state in cases:
-            with pytest.raises(psycopg.Error) as excinfo:
-                conn.execute(sql)
-            assert sqlstate(excinfo) == state, (sql, excinfo.value)
+            refused(conn, sql, state)
         # A table with rows: its owner cannot read them across tenants to copy them.
         conn.execute('CREATE TABLE app."we;ird ""name" (id bigserial, tenant_id text NOT NULL, PRIMARY KEY (tenant_id, id))')
         conn.execute('INSERT INTO app."we;ird ""name" DEFAULT VALUES')
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("""SELECT tenant_guard.distribute_table('app."we;ird ""name"')""")
-        assert sqlstate(excinfo) == "55000"
+        refused(conn, """SELECT tenant_guard.distribute_table('app."we;ird ""name"')""", "55000")
     # As a BYPASSRLS role that owns it, it is distributed, rows and hostile name included.
     with coordinator.connect(user="postgres") as conn:
         conn.execute('ALTER TABLE app."we;ird ""name" OWNER TO tg_admin')
@@ -447,12 +438,8 @@ def test_refusals(cluster, notes):
         conn.execute("""SELECT tenant_guard.distribute_table('app."we;ird ""name"')""")
         assert any("distributed already" in n for n in notices), notices
     with coordinator.connect(user="postgres") as conn:
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("SELECT tenant_guard.enable_tenant_audit('app.notes')")
-        assert sqlstate(excinfo) == "0A000"
-        with pytest.raises(psycopg.Error) as excinfo:
-            conn.execute("SELECT tenant_guard.set_table_permissions('app.notes', 'viewer', '{SELECT}')")
-        assert sqlstate(excinfo) == "0A000"
+        refused(conn, "SELECT tenant_guard.enable_tenant_audit('app.notes')", "0A000")
+        refused(conn, "SELECT tenant_guard.set_table_permissions('app.notes', 'viewer', '{SELECT}')", "0A000")
     worker = cluster[1]
     with worker.connect(user="postgres") as conn:
         conn.execute("CREATE TABLE public.local_on_worker (id int, tenant_id text)")
