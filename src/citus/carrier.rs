@@ -71,12 +71,13 @@ impl Carried {
 struct State {
     /// The local transaction it applies to (`MyProc->lxid`).
     lxid: u32,
-    /// Issued (coordinator side): the context and when (unix seconds).
-    issued: Option<(Carried, i64)>,
+    /// Issued (coordinator side): the context, when (unix seconds), and in which
+    /// subtransaction (Citus forgets a `SET LOCAL` of a subtransaction rolled back).
+    issued: Option<(Carried, i64, pg_sys::SubTransactionId)>,
     /// Adopted (worker side): the context came from a carrier.
     adopted: bool,
     /// Sent (coordinator side): the approval of tenant_guard's own DDL.
-    approval_sent: bool,
+    approval_sent: Option<pg_sys::SubTransactionId>,
 }
 
 thread_local! {
@@ -99,6 +100,10 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
         }
         f(&mut state)
     })
+}
+
+fn current_subtransaction() -> pg_sys::SubTransactionId {
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
 fn secret() -> Option<Vec<u8>> {
@@ -284,7 +289,11 @@ pub fn issue() -> Result<()> {
         state
             .issued
             .as_ref()
-            .is_some_and(|(issued, at)| *issued == carried && now - at < max_age / 2)
+            .is_some_and(|(issued, at, subtransaction)| {
+                *issued == carried
+                    && now - at < max_age / 2
+                    && *subtransaction == current_subtransaction()
+            })
     });
     if fresh {
         return Ok(());
@@ -292,14 +301,16 @@ pub fn issue() -> Result<()> {
     let secret = cluster_secret()?;
     let id = coordinated_transaction()?;
     send(c"tenant_guard.carrier", &seal(&secret, &carried, &id, now));
-    with_state(|state| state.issued = Some((carried, now)));
+    with_state(|state| state.issued = Some((carried, now, current_subtransaction())));
     Ok(())
 }
 
 /// Coordinator side, before tenant_guard's own DDL on a distributed table: approve it for the
 /// workers, whose guard otherwise refuses what weakens a shard (see `event.rs`).
 pub fn approve() -> Result<()> {
-    if !ffi::active() || with_state(|state| state.approval_sent) {
+    if !ffi::active()
+        || with_state(|state| state.approval_sent == Some(current_subtransaction()))
+    {
         return Ok(());
     }
     let secret = cluster_secret()?;
@@ -308,7 +319,7 @@ pub fn approve() -> Result<()> {
         c"tenant_guard.approval",
         &seal_approval(&secret, &id, now_seconds()),
     );
-    with_state(|state| state.approval_sent = true);
+    with_state(|state| state.approval_sent = Some(current_subtransaction()));
     Ok(())
 }
 

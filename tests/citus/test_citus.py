@@ -182,6 +182,15 @@ def test_isolation_across_nodes(cluster, notes):
         with conn.transaction():
             conn.execute("SELECT tenant_guard.set_tenant_context('globex')")
             assert conn.execute("SELECT count(*), min(tenant_id) FROM app.notes").fetchone() == (5, "globex")
+        # A savepoint rolled back takes the carrier sent inside it along (Citus forgets its
+        # SET LOCAL): the next query sends it again.
+        with conn.transaction():
+            conn.execute("SELECT tenant_guard.set_tenant_context('initech')")
+            conn.execute("SAVEPOINT s")
+            assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+            conn.execute("ROLLBACK TO SAVEPOINT s")
+            assert conn.execute("SELECT count(*), min(tenant_id) FROM app.notes").fetchone() == (5, "initech")
+            assert conn.execute("SELECT count(*) FROM app.notes n JOIN app.notes m USING (tenant_id, id)").fetchone()[0] == 5
         # Without a context: refused, on the workers too.
         refused(conn, "SELECT count(*) FROM app.notes", "42501")
     with coordinator.connect(user="tg_admin") as conn:
