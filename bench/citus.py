@@ -16,6 +16,7 @@ BENCH_ROUNDS (3), BENCH_CLIENTS (2). Needs Citus installed (scripts/build-citus)
 import os
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,10 +41,15 @@ WORKLOADS = {
 
 def start(directory, name):
     path = directory / name
+    secret = directory / f"{name}.secret"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    if os.geteuid() == 0:
+        shutil.chown(secret, user="postgres")
     subprocess.run([str(CLUSTER), "start", str(path),
                     "--conf", "shared_preload_libraries = 'citus,tenant_guard'",
                     "--conf", "max_prepared_transactions = 100",
-                    "--conf", f"tenant_guard.cluster_secret = '{SECRET}'"],
+                    "--conf", f"tenant_guard.cluster_secret_file = '{secret}'"],
                    check=True, stdout=subprocess.DEVNULL)
     env = dict(item.split("=", 1) for item in (path / "env").read_text().split()[1:])
     return path, int(env["PGPORT"])

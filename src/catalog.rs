@@ -394,7 +394,7 @@ impl Registry {
 /// Whether `relid` or any of its partitions or inheritance children holds a row visible to the
 /// transaction, read from the heap itself: no policy, no user code, whoever asks. A child that
 /// is not a heap table (a foreign table) counts as holding rows.
-pub fn has_rows(relid: pg_sys::Oid) -> bool {
+pub fn has_rows(relid: pg_sys::Oid) -> Result<bool> {
     let tree = Spi::connect(|client| {
         client
             .select(
@@ -410,13 +410,14 @@ pub fn has_rows(relid: pg_sys::Oid) -> bool {
             .map(|row| Ok((row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?)))
             .collect::<SpiResult<Vec<_>>>()
     })
-    .unwrap_or_default();
-    tree.into_iter()
+    .map_err(error::internal)?;
+    Ok(tree
+        .into_iter()
         .any(|(oid, kind)| match (oid, kind.as_deref()) {
             (Some(oid), Some("r")) => unsafe { heap_has_rows(oid) },
             (_, Some("p")) => false,
             _ => true,
-        })
+        }))
 }
 
 unsafe fn heap_has_rows(relid: pg_sys::Oid) -> bool {

@@ -196,21 +196,28 @@ fn relation_of(change: &Change) -> Option<pg_sys::Oid> {
     catalog::select_value::<pg_sys::Oid>(query, &[object.into()])
 }
 
-/// On a worker, the shards (and shells) that carry tenant_guard's protection as the coordinator
-/// propagated it are not registered there, so the guard judges them by their shape: what would
-/// weaken them (NO FORCE, DISABLE ROW LEVEL SECURITY, changing or renaming a policy, disabling
-/// or renaming tenant_guard's triggers, a rule) is refused (42501), unless a superuser asks or
-/// the coordinator's tenant_guard approved it for this distributed transaction (its own DDL,
-/// `citus::carrier::approve`). The coordinator's guard judged whatever Citus propagates; a role
-/// connected to the worker directly has no approval.
+/// Citus's shards (on any node) and shells (on workers) that carry tenant_guard's protection as
+/// the coordinator propagated it are not registered, so the guard judges them by their shape
+/// (`citus::refuse_weakening_shard`): what would weaken them (NO FORCE, DISABLE ROW LEVEL
+/// SECURITY, changing or renaming a policy, disabling or renaming tenant_guard's triggers, a
+/// rule) is refused (42501) unless a superuser asks, and so is inheritance between such a
+/// relation and one without that protection, either way round (a child's rows appear in the
+/// parent's results; a parent shows a child's rows under its own policies). The coordinator's
+/// guard judged whatever Citus propagates, and tenant_guard never weakens a shard.
 #[allow(non_upper_case_globals)] // PostgreSQL's AlterTableType names
-unsafe fn judge_on_worker(changes: &[Change]) -> Result<()> {
+unsafe fn judge_citus_relations(changes: &[Change]) -> Result<()> {
     use pg_sys::AlterTableType::*;
     for change in changes {
         let weakens = match change {
-            Change::AlterTable { command, .. } => {
+            Change::AlterTable { relid, command, .. } => {
                 let command = &**command;
                 match command.subtype {
+                    AT_AddInherit | AT_AttachPartition => {
+                        if let Some(other) = other_table(command) {
+                            citus::refuse_mixed_inheritance(*relid, other)?;
+                        }
+                        false
+                    }
                     AT_DisableRowSecurity
                     | AT_NoForceRowSecurity
                     | AT_DisableTrigAll
@@ -226,6 +233,13 @@ unsafe fn judge_on_worker(changes: &[Change]) -> Result<()> {
             }
             Change::Simple { address, parsetree } => {
                 let class = address.classId;
+                if class == pg_sys::RelationRelationId {
+                    if let Some(table) = Table::lookup(address.objectId) {
+                        for parent in table.parents() {
+                            citus::refuse_mixed_inheritance(address.objectId, parent)?;
+                        }
+                    }
+                }
                 (class == guard::POLICY_CLASS
                     && !node_is(*parsetree, pg_sys::NodeTag::T_CreatePolicyStmt))
                     || (class == pg_sys::TriggerRelationId
@@ -466,20 +480,17 @@ fn on_ddl_command_end() {
         // worker, a shard is created before the worker's catalog knows it as one, and nothing
         // is registered: only registered tables are judged there.
         if citus::installed() {
-            let worker = citus::on_worker();
-            if worker {
-                if let Err(report) = judge_on_worker(&changes) {
-                    error::raise(report);
-                }
+            if let Err(report) = judge_citus_relations(&changes) {
+                error::raise(report);
             }
+            // What is registered is judged as everywhere; Citus's own shards (and, on a worker,
+            // every table: shards exist there before the catalog knows them) are judged above.
+            let worker = citus::on_worker();
             changes.retain(|change| {
                 relation_of(change).is_none_or(|relid| {
-                    if worker {
-                        policy::registered(relid).is_some()
-                            || audit::config::options(relid).is_some()
-                    } else {
-                        !citus::owns_relation(relid)
-                    }
+                    policy::registered(relid).is_some()
+                        || audit::config::options(relid).is_some()
+                        || !(worker || citus::owns_relation(relid))
                 })
             });
         }
@@ -559,10 +570,8 @@ fn on_sql_drop() {
                 if let Err(report) = guard::judge_drop(relid, &object.object_type, name) {
                     error::raise(report);
                 }
-                if name.starts_with(crate::expected::PREFIX)
-                    && citus::installed()
-                    && citus::on_worker()
-                {
+                // A shard's (on any node): judged by its shape, as in `judge_citus_relations`.
+                if name.starts_with(crate::expected::PREFIX) && citus::installed() {
                     if let Err(report) = citus::refuse_weakening_shard(relid, true) {
                         error::raise(report);
                     }

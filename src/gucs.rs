@@ -189,34 +189,27 @@ fn define_auth() {
 }
 
 // A Citus cluster (src/citus).
-pub static CLUSTER_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CLUSTER_SECRET_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 pub static CARRIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CARRIER_MAX_AGE: GucSetting<i32> = GucSetting::<i32>::new(60);
-pub static APPROVAL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static ROUTE_TENANT_QUERIES: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 fn define_cluster() {
     GucRegistry::define_string_guc(
-        c"tenant_guard.cluster_secret",
-        c"The secret every node of a Citus cluster shares, to sign and verify the context a coordinator sends to workers.",
-        c"At least 32 characters, the same on every node, in postgresql.conf. Readable by superusers only.",
-        &CLUSTER_SECRET,
+        c"tenant_guard.cluster_secret_file",
+        c"A file holding the secret every node of a Citus cluster shares, to sign and verify the context a coordinator sends to workers.",
+        c"The secret: at least 32 characters, the same on every node; the file readable by the server's OS user only. \
+          (A secret in a setting would be readable by pg_read_all_settings.)",
+        &CLUSTER_SECRET_FILE,
         GucContext::Sighup,
-        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+        GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_string_guc(
         c"tenant_guard.carrier",
         c"The signed context a Citus coordinator sends with a distributed transaction (set by tenant_guard).",
         c"Anyone may set it: a worker trusts it only when its signature and its transaction check out.",
         &CARRIER,
-        GucContext::Userset,
-        GucFlags::NO_SHOW_ALL,
-    );
-    GucRegistry::define_string_guc(
-        c"tenant_guard.approval",
-        c"A Citus coordinator's signed approval of tenant_guard's own DDL on shards (set by tenant_guard).",
-        c"Anyone may set it: a worker trusts it only when its signature and its transaction check out.",
-        &APPROVAL,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
     );

@@ -588,17 +588,32 @@ fn apply(
     with_standard_strings(|| apply_as_standard(table, column, protection, parent))
 }
 
-/// Run generated DDL. On a distributed table one statement at a time: Citus sends a statement
-/// it propagates with the text it came in, and a worker refuses several commands in one.
-fn run_ddl(ddl: &str, distributed: bool) -> Result<()> {
-    if !distributed {
+/// Run generated DDL. On a distributed table (`table`) one statement at a time, since Citus
+/// sends a statement it propagates with the text it came in and a worker refuses several
+/// commands in one; and a policy the table has already is not created again.
+fn run_ddl(ddl: &str, distributed: Option<&Table>) -> Result<()> {
+    let Some(table) = distributed else {
         return Spi::run(ddl).map_err(error::internal);
-    }
+    };
+    let existing = select_column::<String>(
+        "SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy
+          WHERE polrelid OPERATOR(pg_catalog.=) $1",
+        &[table.oid.into()],
+    );
     let text = std::ffi::CString::new(ddl).map_err(error::internal)?;
     let statements = unsafe {
-        let parsed = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        pgrx::PgList::<pg_sys::RawStmt>::from_pg(parsed)
+        pgrx::PgList::<pg_sys::RawStmt>::from_pg(parse(&text))
             .iter_ptr()
+            .filter(|&raw| {
+                let stmt = (*raw).stmt;
+                !(pgrx::is_a(stmt, pg_sys::NodeTag::T_CreatePolicyStmt) && {
+                    let name = (*(stmt as *mut pg_sys::CreatePolicyStmt)).policy_name;
+                    !name.is_null()
+                        && existing
+                            .iter()
+                            .any(|e| e.as_bytes() == std::ffi::CStr::from_ptr(name).to_bytes())
+                })
+            })
             .map(|raw| {
                 let start = (*raw).stmt_location.max(0) as usize;
                 let end = match (*raw).stmt_len {
@@ -613,6 +628,16 @@ fn run_ddl(ddl: &str, distributed: bool) -> Result<()> {
         Spi::run(&statement).map_err(error::internal)?;
     }
     Ok(())
+}
+
+#[cfg(feature = "pg13")]
+unsafe fn parse(text: &std::ffi::CStr) -> *mut pg_sys::List {
+    pg_sys::raw_parser(text.as_ptr())
+}
+
+#[cfg(not(feature = "pg13"))]
+unsafe fn parse(text: &std::ffi::CStr) -> *mut pg_sys::List {
+    pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)
 }
 
 fn with_standard_strings<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -726,19 +751,18 @@ fn apply_as_standard(
     // Citus refuses any change to a distributed table's distribution column: its default was
     // set before it was distributed (citus::distribute_table), and shards carry it.
     let distributed = citus::in_catalog(table.oid);
-    if distributed {
-        // The workers' guard lets this DDL change the shards' protection.
-        citus::carrier::approve()?;
-    }
     let set_default = if distributed {
         String::new()
     } else {
         format!(", ALTER COLUMN {col} SET DEFAULT {context}")
     };
-    let mut ddl = format!(
+    let mut ddl =
+        format!(
         "ALTER TABLE ONLY {name} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY{set_default};
          {drop_policies}",
-        drop_policies = drop_generated_policies(table),
+        // A distributed table keeps the generated policies it has: a shard's protection is
+        // never taken down, not even for a moment (the workers' guard refuses it).
+        drop_policies = if distributed { String::new() } else { drop_generated_policies(table) },
     );
     // A user column that is no longer one gets its default back.
     if let Some(was) = before.as_ref().and_then(|b| b.private.as_ref()) {
@@ -792,7 +816,7 @@ fn apply_as_standard(
     if protection.create_index && !has_tenant_index(table, column) {
         ddl.push_str(&format!("CREATE INDEX ON {name} ({col});"));
     }
-    run_ddl(&ddl, distributed)?;
+    run_ddl(&ddl, distributed.then_some(table))?;
     // The trigger function is not executable by PUBLIC (see privilege.rs). A distributed table
     // got it from citus::distribute_table, on every shard.
     privilege::as_extension_owner(|| {

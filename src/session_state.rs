@@ -166,6 +166,9 @@ unsafe extern "C-unwind" fn process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     let node = (*pstmt).utilityStmt;
+    if let Err(report) = crate::citus::carrier::refuse_forwarded_set(node) {
+        error::raise(report);
+    }
     if let Some(kind) = creates(node) {
         if context::bound_locally() {
             let (what, hint) = kind.describe();

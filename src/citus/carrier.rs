@@ -66,53 +66,59 @@ impl Carried {
     }
 }
 
-/// What this backend did with carriers in the current transaction.
+/// What this backend did with carriers in the current transaction (reset at its end).
 #[derive(Default)]
 struct State {
-    /// The local transaction it applies to (`MyProc->lxid`).
-    lxid: u32,
     /// Issued (coordinator side): the context, when (unix seconds), and in which
     /// subtransaction (Citus forgets a `SET LOCAL` of a subtransaction rolled back).
     issued: Option<(Carried, i64, pg_sys::SubTransactionId)>,
     /// Adopted (worker side): the context came from a carrier.
     adopted: bool,
-    /// Sent (coordinator side): the approval of tenant_guard's own DDL.
-    approval_sent: Option<pg_sys::SubTransactionId>,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
-fn local_transaction() -> u32 {
-    unsafe { (*pg_sys::MyProc).lxid }
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    STATE.with(|state| f(&mut state.borrow_mut()))
 }
 
-fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
-    STATE.with(|state| {
-        let mut state = state.borrow_mut();
-        let lxid = local_transaction();
-        if state.lxid != lxid {
-            *state = State {
-                lxid,
-                ..State::default()
-            };
-        }
-        f(&mut state)
-    })
+/// At the end of every transaction (commit, abort, prepare).
+pub fn end_of_transaction() {
+    with_state(|state| *state = State::default());
 }
 
 fn current_subtransaction() -> pg_sys::SubTransactionId {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
+thread_local! {
+    /// The secret as read from `tenant_guard.cluster_secret_file`: (path, modified, secret).
+    static SECRET: RefCell<Option<(String, std::time::SystemTime, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// The cluster secret, from the file `tenant_guard.cluster_secret_file` names (read again when
+/// the file changes); surrounding whitespace is not part of it.
 fn secret() -> Option<Vec<u8>> {
-    gucs::text_value(&gucs::CLUSTER_SECRET)
-        .map(String::into_bytes)
+    let path = gucs::text_value(&gucs::CLUSTER_SECRET_FILE)?;
+    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    SECRET
+        .with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if let Some((p, m, secret)) = cached.as_ref() {
+                if *p == path && *m == modified {
+                    return Some(secret.clone());
+                }
+            }
+            let secret = std::fs::read(&path).ok()?.trim_ascii().to_vec();
+            *cached = Some((path, modified, secret.clone()));
+            Some(secret)
+        })
         .filter(|s| !s.is_empty())
 }
 
-fn now_seconds() -> i64 {
+pub fn now_seconds() -> i64 {
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     // PostgreSQL timestamps count microseconds from 2000-01-01.
     now.div_euclid(1_000_000) + 946_684_800
@@ -125,18 +131,17 @@ fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
     mac
 }
 
-/// What a carrier says: a context to act for, or an approval of tenant_guard's own DDL.
+/// What a carrier says (the only kind so far: a context to act for), signed with it so that
+/// a later kind can never be read as a context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Context,
-    Approval,
 }
 
 impl Kind {
     fn as_str(self) -> &'static str {
         match self {
             Kind::Context => "context",
-            Kind::Approval => "approval",
         }
     }
 }
@@ -147,8 +152,10 @@ fn sealed(
     kind: Kind,
     id: &DistributedTransactionId,
     issued_at: i64,
+    database: &str,
 ) -> String {
     payload["k"] = json!(kind.as_str());
+    payload["d"] = json!(database);
     payload["n"] = json!(id.initiator_node_identifier);
     payload["q"] = json!(id.transaction_number.to_string());
     payload["s"] = json!(id.timestamp);
@@ -168,6 +175,7 @@ pub fn seal(
     carried: &Carried,
     id: &DistributedTransactionId,
     issued_at: i64,
+    database: &str,
 ) -> String {
     let payload = json!({
         "t": carried.tenant_id,
@@ -176,12 +184,7 @@ pub fn seal(
         "x": carried.trace_id,
         "l": carried.locale,
     });
-    sealed(secret, payload, Kind::Context, id, issued_at)
-}
-
-/// The approval of tenant_guard's own DDL in distributed transaction `id`.
-pub fn seal_approval(secret: &[u8], id: &DistributedTransactionId, issued_at: i64) -> String {
-    sealed(secret, json!({}), Kind::Approval, id, issued_at)
+    sealed(secret, payload, Kind::Context, id, issued_at, database)
 }
 
 /// Why a carrier is refused.
@@ -202,6 +205,7 @@ fn opened(
     id: &DistributedTransactionId,
     now: i64,
     max_age: i64,
+    database: &str,
 ) -> std::result::Result<Value, Refused> {
     if carrier.len() > MAX_CARRIER {
         return Err(Refused::Malformed);
@@ -242,6 +246,7 @@ fn opened(
             Some(id.timestamp),
         )
         || id.transaction_number == 0
+        || text("d").as_deref() != Some(database)
     {
         return Err(Refused::OtherTransaction);
     }
@@ -253,17 +258,19 @@ fn opened(
     Ok(value)
 }
 
-/// The context in `carrier`, if it holds for transaction `id` (see `opened`).
+/// The context in `carrier` and when it was issued, if it holds for transaction `id` of
+/// `database` (see `opened`).
 pub fn open(
     secret: &[u8],
     carrier: &str,
     id: &DistributedTransactionId,
     now: i64,
     max_age: i64,
-) -> std::result::Result<Carried, Refused> {
-    let value = opened(secret, carrier, Kind::Context, id, now, max_age)?;
+    database: &str,
+) -> std::result::Result<(Carried, i64), Refused> {
+    let value = opened(secret, carrier, Kind::Context, id, now, max_age, database)?;
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
-    Ok(Carried {
+    let carried = Carried {
         tenant_id: text("t")
             .filter(|t| !t.is_empty())
             .ok_or(Refused::Malformed)?,
@@ -271,7 +278,21 @@ pub fn open(
         role: text("r"),
         trace_id: text("x"),
         locale: text("l"),
-    })
+    };
+    Ok((carried, value.get("i").and_then(Value::as_i64).unwrap_or(0)))
+}
+
+fn database() -> String {
+    unsafe {
+        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if name.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
 }
 
 /// Coordinator side, before Citus plans a query on a distributed table: send this
@@ -280,8 +301,13 @@ pub fn issue() -> Result<()> {
     if with_state(|state| state.adopted) {
         return Ok(());
     }
-    let Some(carried) = Carried::current() else {
+    // As a policy would: bind the transaction to the tenant, and check that the credential the
+    // context was set with still holds (a cached plan runs no policy here).
+    if context::tenant_in_use()?.is_none() {
         return Ok(()); // no context: the workers fail closed
+    }
+    let Some(carried) = Carried::current() else {
+        return Ok(());
     };
     let now = now_seconds();
     let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
@@ -300,58 +326,22 @@ pub fn issue() -> Result<()> {
     }
     let secret = cluster_secret()?;
     let id = coordinated_transaction()?;
-    send(c"tenant_guard.carrier", &seal(&secret, &carried, &id, now));
+    send(
+        c"tenant_guard.carrier",
+        &seal(&secret, &carried, &id, now, &database()),
+    );
     with_state(|state| state.issued = Some((carried, now, current_subtransaction())));
     Ok(())
-}
-
-/// Coordinator side, before tenant_guard's own DDL on a distributed table: approve it for the
-/// workers, whose guard otherwise refuses what weakens a shard (see `event.rs`).
-pub fn approve() -> Result<()> {
-    if !ffi::active()
-        || with_state(|state| state.approval_sent == Some(current_subtransaction()))
-    {
-        return Ok(());
-    }
-    let secret = cluster_secret()?;
-    let id = coordinated_transaction()?;
-    send(
-        c"tenant_guard.approval",
-        &seal_approval(&secret, &id, now_seconds()),
-    );
-    with_state(|state| state.approval_sent = Some(current_subtransaction()));
-    Ok(())
-}
-
-/// Worker side: whether this transaction carries the coordinator's approval of tenant_guard's
-/// own DDL, checked like a carrier.
-pub fn approved() -> bool {
-    let (Some(approval), Some(secret), Some(id)) = (
-        gucs::text_value(&gucs::APPROVAL),
-        secret().filter(|s| s.len() >= MIN_SECRET),
-        ffi::current_transaction_id(),
-    ) else {
-        return false;
-    };
-    let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
-    opened(
-        &secret,
-        &approval,
-        Kind::Approval,
-        &id,
-        now_seconds(),
-        max_age,
-    )
-    .is_ok()
-        && super::replay::admit(&id)
 }
 
 fn cluster_secret() -> Result<Vec<u8>> {
     secret().filter(|s| s.len() >= MIN_SECRET).ok_or_else(|| {
         error::invalid_state(
-            "tenant_guard: tenant_guard.cluster_secret is not set (or shorter than 32 characters)",
-            "Set the same secret on every node of the Citus cluster in postgresql.conf and \
-             reload: without it the workers cannot trust the coordinator's context.",
+            "tenant_guard: no cluster secret (tenant_guard.cluster_secret_file unset, unreadable, or \
+             shorter than 32 characters)",
+            "Put the same secret into a file on every node of the Citus cluster, readable by the \
+             server only, name it in tenant_guard.cluster_secret_file and reload: without it the \
+             workers cannot trust the coordinator's context.",
         )
     })
 }
@@ -370,6 +360,34 @@ fn send(name: &std::ffi::CStr, value: &str) {
     let sql = CString::new(format!("SET LOCAL {} TO '{value}'", name.to_string_lossy()))
         .expect("base64url has no NUL byte");
     ffi::propagate_set_local(name, &sql);
+}
+
+/// A client's `SET [LOCAL] tenant_guard.carrier` while Citus forwards `SET LOCAL`s to the
+/// nodes (`citus.propagate_set_commands = 'local'`) is refused: it would hand workers a carrier
+/// the session copied from someone else's transaction. Only tenant_guard sends carriers.
+pub fn refuse_forwarded_set(node: *mut pg_sys::Node) -> Result<()> {
+    unsafe {
+        if node.is_null() || !pgrx::is_a(node, pg_sys::NodeTag::T_VariableSetStmt) {
+            return Ok(());
+        }
+        let stmt = &*(node as *mut pg_sys::VariableSetStmt);
+        if stmt.name.is_null()
+            || !std::ffi::CStr::from_ptr(stmt.name)
+                .to_bytes()
+                .eq_ignore_ascii_case(b"tenant_guard.carrier")
+        {
+            return Ok(());
+        }
+        let forwarding =
+            pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
+        if forwarding.is_null() || std::ffi::CStr::from_ptr(forwarding).to_bytes() != b"local" {
+            return Ok(());
+        }
+    }
+    Err(error::forbidden(
+        "tenant_guard: tenant_guard.carrier cannot be set while citus.propagate_set_commands is 'local'",
+        "tenant_guard sends the carrier itself; set a context with tenant_guard's functions.",
+    ))
 }
 
 /// Whether this transaction's context came from a carrier (this is a worker).
@@ -391,22 +409,27 @@ pub fn adopt() -> Result<bool> {
         ))
     };
     let Some(secret) = secret().filter(|s| s.len() >= MIN_SECRET) else {
-        return refuse("tenant_guard.cluster_secret is not set on this node");
+        return refuse("this node has no cluster secret (tenant_guard.cluster_secret_file)");
     };
     let Some(id) = ffi::current_transaction_id() else {
         return refuse("this node does not run Citus");
     };
+    // A transaction this node started has the context it was given here, never a carrier's.
+    if ffi::local_group_id() == Some(id.initiator_node_identifier) {
+        return refuse("this node started the distributed transaction it names");
+    }
     let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
-    let carried = match open(&secret, &carrier, &id, now_seconds(), max_age) {
-        Ok(carried) => carried,
-        Err(Refused::Malformed) => return refuse("it is malformed"),
-        Err(Refused::BadSignature) => return refuse("its signature does not verify"),
-        Err(Refused::OtherTransaction) => {
-            return refuse("it was issued for another distributed transaction")
-        }
-        Err(Refused::Expired) => return refuse("it is too old"),
-    };
-    if !super::replay::admit(&id) {
+    let (carried, issued_at) =
+        match open(&secret, &carrier, &id, now_seconds(), max_age, &database()) {
+            Ok(opened) => opened,
+            Err(Refused::Malformed) => return refuse("it is malformed"),
+            Err(Refused::BadSignature) => return refuse("its signature does not verify"),
+            Err(Refused::OtherTransaction) => {
+                return refuse("it was issued for another distributed transaction")
+            }
+            Err(Refused::Expired) => return refuse("it is too old"),
+        };
+    if super::replay::ended(&id, issued_at) {
         return refuse("its distributed transaction has ended on this node (a replay)");
     }
     for (name, value) in [
@@ -418,6 +441,7 @@ pub fn adopt() -> Result<bool> {
     ] {
         gucs::set(name, value.unwrap_or(""), true);
     }
+    super::replay::adopted(&id);
     with_state(|state| state.adopted = true);
     Ok(true)
 }
@@ -449,43 +473,44 @@ mod unit_tests {
 
     #[test]
     fn round_trip() {
-        let carrier = seal(SECRET, &carried(), &id(7), 1000);
+        let carrier = seal(SECRET, &carried(), &id(7), 1000, "db");
         assert!(carrier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
-        assert_eq!(open(SECRET, &carrier, &id(7), 1010, 60), Ok(carried()));
+        assert_eq!(
+            open(SECRET, &carrier, &id(7), 1010, 60, "db"),
+            Ok((carried(), 1000))
+        );
     }
 
     #[test]
     fn refusals() {
-        let carrier = seal(SECRET, &carried(), &id(7), 1000);
+        let carrier = seal(SECRET, &carried(), &id(7), 1000, "db");
         let other = b"another secret of thirty-two bytes";
         assert_eq!(
-            open(other, &carrier, &id(7), 1000, 60),
+            open(other, &carrier, &id(7), 1000, 60, "db"),
             Err(Refused::BadSignature)
         );
         assert_eq!(
-            open(SECRET, &carrier, &id(8), 1000, 60),
+            open(SECRET, &carrier, &id(8), 1000, 60, "db"),
             Err(Refused::OtherTransaction)
         );
         assert_eq!(
-            open(SECRET, &carrier, &id(7), 1061, 60),
+            open(SECRET, &carrier, &id(7), 1061, 60, "db"),
             Err(Refused::Expired)
         );
         assert_eq!(
-            open(SECRET, &carrier, &id(7), 990, 60),
+            open(SECRET, &carrier, &id(7), 990, 60, "db"),
             Err(Refused::Expired)
         );
-        // An approval of DDL is no context, under the same secret and transaction.
-        let approval = seal_approval(SECRET, &id(7), 1000);
+        // Another database of the same cluster: another transaction.
         assert_eq!(
-            open(SECRET, &approval, &id(7), 1000, 60),
-            Err(Refused::Malformed)
+            open(SECRET, &carrier, &id(7), 1000, 60, "other"),
+            Err(Refused::OtherTransaction)
         );
-        assert!(opened(SECRET, &approval, Kind::Approval, &id(7), 1000, 60).is_ok());
-        let forged = seal(SECRET, &carried(), &id(0), 1000);
+        let forged = seal(SECRET, &carried(), &id(0), 1000, "db");
         assert_eq!(
-            open(SECRET, &forged, &id(0), 1000, 60),
+            open(SECRET, &forged, &id(0), 1000, 60, "db"),
             Err(Refused::OtherTransaction)
         );
         // The payload changed, the MAC kept: refused.
@@ -497,7 +522,7 @@ mod unit_tests {
         );
         let tampered = format!("v1.{evil}.{}", parts[2]);
         assert_eq!(
-            open(SECRET, &tampered, &id(7), 1000, 60),
+            open(SECRET, &tampered, &id(7), 1000, 60, "db"),
             Err(Refused::BadSignature)
         );
         for bad in [
@@ -509,7 +534,7 @@ mod unit_tests {
             &"v1.a.".repeat(3000),
         ] {
             assert_eq!(
-                open(SECRET, bad, &id(7), 1000, 60),
+                open(SECRET, bad, &id(7), 1000, 60, "db"),
                 Err(Refused::Malformed),
                 "{bad}"
             );

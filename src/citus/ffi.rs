@@ -25,6 +25,7 @@ struct Functions {
     use_coordinated_transaction: unsafe extern "C-unwind" fn(),
     current_transaction_id: unsafe extern "C-unwind" fn() -> *mut DistributedTransactionId,
     propagate_set: unsafe extern "C-unwind" fn(*mut pg_sys::VariableSetStmt, *const c_char),
+    local_group_id: unsafe extern "C-unwind" fn() -> i32,
 }
 
 static FUNCTIONS: OnceLock<Option<Functions>> = OnceLock::new();
@@ -84,6 +85,10 @@ fn functions() -> Option<&'static Functions> {
                         *const std::ffi::c_void,
                         unsafe extern "C-unwind" fn(*mut pg_sys::VariableSetStmt, *const c_char),
                     >(symbol(c"PostprocessVariableSetStmt")),
+                    local_group_id: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn() -> i32,
+                    >(symbol(c"GetLocalGroupId")),
                 })
             }
         })
@@ -110,6 +115,12 @@ pub fn use_coordinated_transaction() {
     if let Some(f) = functions() {
         unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (f.use_coordinated_transaction)()) }
     }
+}
+
+/// This node's group in the Citus cluster (0: the coordinator).
+pub fn local_group_id() -> Option<i32> {
+    let f = functions()?;
+    Some(unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| (f.local_group_id)()) })
 }
 
 /// This backend's distributed transaction id (all zero when it has none).

@@ -131,7 +131,7 @@ unsafe fn uses_distributed_tables(parse: *mut pg_sys::Query) -> bool {
 thread_local! {
     /// Set while `distribute_table` converts a table: its policies take the flat shape before
     /// Citus's catalog says the table is distributed.
-    static DISTRIBUTING: Cell<bool> = const { Cell::new(false) };
+    static DISTRIBUTING: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
 
 /// Whether the citus extension is installed in this database.
@@ -142,7 +142,13 @@ pub fn installed() -> bool {
 /// Whether Citus distributes `relid` (a distributed or reference table, or a partition of one),
 /// or `distribute_table` is converting it now.
 pub fn is_distributed(relid: pg_sys::Oid) -> bool {
-    DISTRIBUTING.get() || in_catalog(relid)
+    let converting = DISTRIBUTING.get();
+    (converting != pg_sys::InvalidOid
+        && (relid == converting
+            || crate::catalog::Registry::Protection
+                .root_of(relid)
+                .is_some_and(|root| root.oid == converting)))
+        || in_catalog(relid)
 }
 
 /// Whether Citus's catalog says it distributes `relid`.
@@ -160,9 +166,11 @@ pub fn in_catalog(relid: pg_sys::Oid) -> bool {
 /// created on a worker are Citus's shards and shells (a shard is created before the worker's
 /// catalog knows it as one), protected by what the coordinator propagates.
 pub fn on_worker() -> bool {
+    // The node's group in Citus's own catalog (superuser-written): 0 is the coordinator's,
+    // also before any node was added (citus_is_coordinator() is false then).
     installed()
-        && !catalog::select_value::<bool>("SELECT pg_catalog.citus_is_coordinator()", &[])
-            .unwrap_or(true)
+        && catalog::select_value::<i32>("SELECT groupid FROM pg_catalog.pg_dist_local_group", &[])
+            .is_some_and(|group| group != 0)
 }
 
 /// Whether `relid` is Citus's on this node rather than the user's: a shard, or (on a node that
@@ -180,25 +188,67 @@ pub fn owns_relation(relid: pg_sys::Oid) -> bool {
         .unwrap_or(false)
 }
 
-/// On a worker: refuse (42501) what would weaken `relid` when it is a shard or shell carrying
-/// tenant_guard's protection (`dropping_ours`: one of tenant_guard's policies or triggers is
-/// being dropped from it), unless a superuser asks or the coordinator approved it.
-pub fn refuse_weakening_shard(relid: pg_sys::Oid, dropping_ours: bool) -> Result<()> {
-    let protected = owns_relation(relid)
-        && (dropping_ours
-            || catalog::select_value::<bool>(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy
-                             WHERE polrelid OPERATOR(pg_catalog.=) $1
-                               AND polname OPERATOR(pg_catalog.=) 'tenant_guard_fence')",
-                &[relid.into()],
-            )
-            .unwrap_or(false));
-    if !protected || unsafe { pg_sys::superuser() } || carrier::approved() {
+/// Whether `relid` is Citus's (a shard, or a shell on a worker) and carries tenant_guard's
+/// protection as propagated (its fence policy).
+fn protected_by_propagation(relid: pg_sys::Oid) -> bool {
+    owns_relation(relid) && fenced(relid)
+}
+
+/// Whether a relation has tenant_guard's fence policy (yes, when that cannot be read).
+fn fenced(relid: pg_sys::Oid) -> bool {
+    catalog::select_value::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy
+                         WHERE polrelid OPERATOR(pg_catalog.=) $1
+                           AND polname OPERATOR(pg_catalog.=) 'tenant_guard_fence')",
+        &[relid.into()],
+    )
+    .unwrap_or(true)
+}
+
+/// Refuse (42501) inheritance between `child` and `parent` when one of them carries
+/// tenant_guard's protection as propagated by Citus and the other has no fence of its own,
+/// unless a superuser asks.
+pub fn refuse_mixed_inheritance(child: pg_sys::Oid, parent: pg_sys::Oid) -> Result<()> {
+    let (child_shard, parent_shard) = (
+        protected_by_propagation(child),
+        protected_by_propagation(parent),
+    );
+    if !(child_shard || parent_shard)
+        || (fenced(child) && fenced(parent))
+        || unsafe { pg_sys::superuser() }
+    {
         return Ok(());
     }
-    let name = catalog::Table::lookup(relid)
-        .map(|t| t.qualified())
-        .unwrap_or_default();
+    Err(error::forbidden(
+        "tenant_guard: a shard of a protected distributed table cannot inherit from, or be \
+         inherited by, a table without the same protection",
+        "Partitions and children of a distributed table are made on the coordinator, through \
+         Citus and tenant_guard.",
+    ))
+}
+
+/// On a worker: refuse (42501) what would weaken `relid` when it is a shard or shell carrying
+/// tenant_guard's protection (`dropping_ours`: one of tenant_guard's policies or triggers is
+/// being dropped from it), unless a superuser asks. tenant_guard itself never weakens a shard:
+/// on a distributed table it only creates the generated policies that are missing.
+pub fn refuse_weakening_shard(relid: pg_sys::Oid, dropping_ours: bool) -> Result<()> {
+    let protected = if dropping_ours {
+        owns_relation(relid)
+    } else {
+        protected_by_propagation(relid)
+    };
+    if !protected || unsafe { pg_sys::superuser() } {
+        return Ok(());
+    }
+    // By the syscache: Citus hides shards from catalog queries.
+    let name = unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        if name.is_null() {
+            format!("relation {}", relid.to_u32())
+        } else {
+            pgrx::spi::quote_identifier(std::ffi::CStr::from_ptr(name).to_string_lossy().as_ref())
+        }
+    };
     Err(error::forbidden(
         format!(
             "tenant_guard: {name} is a shard (or the shell) of a distributed table that tenant_guard \
@@ -211,21 +261,22 @@ pub fn refuse_weakening_shard(relid: pg_sys::Oid, dropping_ours: bool) -> Result
 struct Distributing;
 
 impl Distributing {
-    fn start() -> Distributing {
-        DISTRIBUTING.set(true);
+    fn start(relid: pg_sys::Oid) -> Distributing {
+        DISTRIBUTING.set(relid);
         Distributing
     }
 }
 
 impl Drop for Distributing {
     fn drop(&mut self) {
-        DISTRIBUTING.set(false);
+        DISTRIBUTING.set(pg_sys::InvalidOid);
     }
 }
 
-/// At transaction abort (the marker also unwinds with the error).
+/// At the end of a transaction (the marker also unwinds with an error).
 pub fn end_of_transaction() {
-    DISTRIBUTING.set(false);
+    DISTRIBUTING.set(pg_sys::InvalidOid);
+    carrier::end_of_transaction();
 }
 
 /// Distribute a protected table by its tenant column with Citus (`create_distributed_table`),
@@ -265,6 +316,15 @@ pub fn distribute_table(
             "Pass 'default', 'none' or a distributed table's name.",
         ));
     };
+    if table.relkind == 'p' || !table.parents().is_empty() {
+        return Err(error::not_supported(
+            format!(
+                "tenant_guard: {} is partitioned or inherits; only plain tables are distributed yet",
+                table.qualified()
+            ),
+            "Distribute a plain table, or keep this one local.",
+        ));
+    }
     if crate::audit::config::options(table.oid).is_some() {
         return Err(error::not_supported(
             format!("tenant_guard: {} is audited; audited tables are not distributed yet", table.qualified()),
@@ -279,8 +339,11 @@ pub fn distribute_table(
         return Ok(());
     }
     // Citus copies the rows into the shards by reading the table as the caller, whom the
-    // policies show one tenant at most.
-    if !privilege::bypasses_rls() && catalog::has_rows(table.oid) {
+    // policies show one tenant at most. (Locked first: no row arrives between look and copy.)
+    unsafe {
+        pg_sys::LockRelationOid(table.oid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE)
+    };
+    if !privilege::bypasses_rls() && catalog::has_rows(table.oid)? {
         return Err(error::invalid_state(
             format!(
                 "tenant_guard: {} has rows, which its owner cannot read across tenants",
@@ -290,11 +353,13 @@ pub fn distribute_table(
              with BYPASSRLS that owns the table.",
         ));
     }
-    let _ours = OwnDdl::start();
+    let _distributing = Distributing::start(table.oid);
     {
-        let _distributing = Distributing::start();
         // The flat policies, from the one generator, while the table is still local.
+        let _ours = OwnDdl::start();
         policy::reprotect(&table, |_| {})?;
+    }
+    {
         // As the caller: Citus creates the shards, with the table's policies and its TRUNCATE
         // guard (a trigger: Citus copies it only when told that triggers are safe, and the
         // caller can create it because truncate_guard() is executable by PUBLIC: it only

@@ -108,10 +108,18 @@ pub unsafe fn add_tenant_constants(parse: *mut pg_sys::Query) {
         return;
     };
     let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*parse).rtable);
+    let merge_target =
+        ((*parse).commandType == pg_sys::CmdType::CMD_MERGE).then_some((*parse).resultRelation);
     let mut routed = false;
     for (index, rte) in rtable.iter_ptr().enumerate() {
         let rte = &mut *rte;
-        if rte.rtekind != pg_sys::RTEKind::RTE_RELATION || !ffi::is_citus_table(rte.relid) {
+        // Only where the policies apply (not for a role that bypasses them), beside them; not
+        // on a MERGE target, whose policies are checks rather than filters.
+        if rte.rtekind != pg_sys::RTEKind::RTE_RELATION
+            || rte.securityQuals.is_null()
+            || merge_target == Some((index + 1) as i32)
+            || !ffi::is_citus_table(rte.relid)
+        {
             continue;
         }
         let Some(route) = route(rte.relid) else {
@@ -153,6 +161,15 @@ pub unsafe fn add_tenant_constants(parse: *mut pg_sys::Query) {
     }
     if routed {
         ROUTED.with(|r| *r.borrow_mut() = Some(tenant));
+    }
+}
+
+/// At the end of a transaction: an abort can bring back a session context of another tenant
+/// without an entry point (`context_changed`) seeing it, so plans made in it go.
+pub fn end_of_transaction(aborted: bool) {
+    if aborted && ROUTED.with(|r| r.borrow().is_some()) {
+        unsafe { pg_sys::ResetPlanCache() };
+        ROUTED.with(|r| *r.borrow_mut() = None);
     }
 }
 
