@@ -303,8 +303,8 @@ pub fn issue() -> Result<()> {
     }
     // As a policy would: bind the transaction to the tenant, and check that the credential the
     // context was set with still holds (a cached plan runs no policy here).
-    if context::tenant_in_use()?.is_none() {
-        return Ok(()); // no context: the workers fail closed
+    if context::tenant_in_use()?.is_none() || with_state(|state| state.adopted) {
+        return Ok(()); // no context (the workers fail closed), or one adopted just now
     }
     let Some(carried) = Carried::current() else {
         return Ok(());
