@@ -118,12 +118,6 @@ fn secret() -> Option<Vec<u8>> {
         .filter(|s| !s.is_empty())
 }
 
-pub fn now_seconds() -> i64 {
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    // PostgreSQL timestamps count microseconds from 2000-01-01.
-    now.div_euclid(1_000_000) + 946_684_800
-}
-
 fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(DOMAIN);
@@ -309,7 +303,7 @@ pub fn issue() -> Result<()> {
     let Some(carried) = Carried::current() else {
         return Ok(());
     };
-    let now = now_seconds();
+    let now = crate::auth::now_seconds();
     let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
     let fresh = with_state(|state| {
         state
@@ -419,16 +413,22 @@ pub fn adopt() -> Result<bool> {
         return refuse("this node started the distributed transaction it names");
     }
     let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
-    let (carried, issued_at) =
-        match open(&secret, &carrier, &id, now_seconds(), max_age, &database()) {
-            Ok(opened) => opened,
-            Err(Refused::Malformed) => return refuse("it is malformed"),
-            Err(Refused::BadSignature) => return refuse("its signature does not verify"),
-            Err(Refused::OtherTransaction) => {
-                return refuse("it was issued for another distributed transaction")
-            }
-            Err(Refused::Expired) => return refuse("it is too old"),
-        };
+    let (carried, issued_at) = match open(
+        &secret,
+        &carrier,
+        &id,
+        crate::auth::now_seconds(),
+        max_age,
+        &database(),
+    ) {
+        Ok(opened) => opened,
+        Err(Refused::Malformed) => return refuse("it is malformed"),
+        Err(Refused::BadSignature) => return refuse("its signature does not verify"),
+        Err(Refused::OtherTransaction) => {
+            return refuse("it was issued for another distributed transaction")
+        }
+        Err(Refused::Expired) => return refuse("it is too old"),
+    };
     if super::replay::ended(&id, issued_at) {
         return refuse("its distributed transaction has ended on this node (a replay)");
     }

@@ -153,13 +153,8 @@ pub fn is_distributed(relid: pg_sys::Oid) -> bool {
 
 /// Whether Citus's catalog says it distributes `relid`.
 pub fn in_catalog(relid: pg_sys::Oid) -> bool {
-    installed()
-        && catalog::select_value::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
-                             WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass)",
-            &[relid.into()],
-        )
-        .unwrap_or(false)
+    // Citus's own cache of pg_dist_partition, as the planner hook asks it.
+    ffi::active() && ffi::is_citus_table(relid)
 }
 
 /// Whether this is a Citus worker: a node of a cluster that is not its coordinator. Tables
@@ -199,8 +194,8 @@ fn fenced(relid: pg_sys::Oid) -> bool {
     catalog::select_value::<bool>(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy
                          WHERE polrelid OPERATOR(pg_catalog.=) $1
-                           AND polname OPERATOR(pg_catalog.=) 'tenant_guard_fence')",
-        &[relid.into()],
+                           AND polname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
+        &[relid.into(), crate::expected::FENCE_POLICY.into()],
     )
     .unwrap_or(true)
 }
