@@ -16,9 +16,11 @@ CREATE EVENT TRIGGER tenant_guard_forget_dropped_tables ON sql_drop
 --   GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context_token(text, boolean) TO app;
 -- The trigger functions are not executable by PUBLIC either: attached by hand, an audit
 -- trigger could forge audit rows. tenant_guard creates its triggers as the extension owner.
--- The others (accessors, clear_tenant_context, required_tenant_id) keep the default ACL,
--- EXECUTE for PUBLIC: they only read the caller's own context or fail closed, and every role
--- that queries a protected table must be able to run required_tenant_id. Leaving the ACL at its
+-- The others (accessors, clear_tenant_context, required_tenant_id, confirm_carrier_origin)
+-- keep the default ACL, EXECUTE for PUBLIC: they only read the caller's own context, fail
+-- closed, or answer yes or no to a carrier's holder; every role that queries a protected table
+-- must be able to run required_tenant_id, and a Citus worker asks confirm_carrier_origin as the
+-- role its connection runs as. Leaving the ACL at its
 -- default (NULL) also keeps the EXECUTE check that runs at every executor start cheap.
 -- tests/pg_regress/sql/setup.sql lists who can execute what: a new function shows up there.
 GRANT USAGE ON SCHEMA tenant_guard TO PUBLIC;

@@ -54,6 +54,22 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'distribute_table_wrapper';
 
+-- A worker asks the coordinator whether a carrier's origin holds (src/citus/origin.rs). It
+-- keeps the default ACL: a worker asks as the role its connection runs as.
+CREATE FUNCTION tenant_guard."confirm_carrier_origin"(
+    "pid" INT,
+    "slot" INT,
+    "nonce" TEXT,
+    "coordinator_address" TEXT,
+    "coordinator_port" INT,
+    "worker_address" TEXT,
+    "worker_port" INT
+) RETURNS bool
+STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'confirm_carrier_origin_wrapper';
+
 -- Citus creates a distributed table's TRUNCATE guard on its shards as the table's owner.
 GRANT EXECUTE ON FUNCTION tenant_guard.truncate_guard() TO PUBLIC;
 

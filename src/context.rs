@@ -64,7 +64,6 @@ unsafe extern "C-unwind" fn end_of_transaction(
         crate::session_state::end_of_transaction();
         crate::guard::end_of_transaction();
         crate::citus::end_of_transaction();
-        crate::citus::replay::end_of_transaction(crate::auth::now_seconds());
         crate::citus::routing::end_of_transaction(matches!(
             event,
             XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT

@@ -12,19 +12,20 @@
 //!   the coordinator (a carrier copied into another transaction does not);
 //! - it was issued at most `tenant_guard.carrier_max_age` seconds ago (a long transaction gets
 //!   a fresh one);
-//! - and, when it was adopted by another backend of this node before, that backend's
-//!   transaction has not ended (see `replay`): a carrier read from `pg_stat_activity` and
-//!   replayed later, with `assign_distributed_transaction_id()` (which Citus lets any role
-//!   call), gets nothing.
+//! - and the coordinator confirms that the backend which issued it is still in that
+//!   transaction and that this worker's connection is one of that backend's (see `origin`): a
+//!   carrier read from `pg_stat_activity` and replayed on a connection of one's own, with
+//!   `assign_distributed_transaction_id()` (which Citus lets any role call), gets nothing.
 //!
 //! It then sets the context variables for this transaction only, as the entry points do. A
 //! context that was adopted is never sent on: a worker's own distributed queries fail closed.
 //!
 //! Format: `v1.<base64url(JSON payload)>.<base64url(HMAC-SHA256)>`; the MAC covers a domain
 //! label and the payload bytes; the payload holds the context, the distributed transaction id
-//! and the time of issue.
+//! the time of issue and the origin (the issuing backend's pid, slot and nonce).
 
 use super::ffi::{self, DistributedTransactionId};
+use super::origin::{self, Origin};
 use crate::context;
 use crate::error::{self, Result};
 use crate::gucs;
@@ -145,6 +146,7 @@ fn sealed(
     mut payload: Value,
     kind: Kind,
     id: &DistributedTransactionId,
+    origin: &Origin,
     issued_at: i64,
     database: &str,
 ) -> String {
@@ -154,6 +156,9 @@ fn sealed(
     payload["q"] = json!(id.transaction_number.to_string());
     payload["s"] = json!(id.timestamp);
     payload["i"] = json!(issued_at);
+    payload["p"] = json!(origin.pid);
+    payload["b"] = json!(origin.slot);
+    payload["o"] = json!(origin.nonce_hex());
     let payload = payload.to_string();
     let tag = mac(secret, payload.as_bytes()).finalize().into_bytes();
     format!(
@@ -163,11 +168,13 @@ fn sealed(
     )
 }
 
-/// The carrier for `carried` in distributed transaction `id`, issued at `issued_at`.
+/// The carrier for `carried` in distributed transaction `id`, issued by `origin` at
+/// `issued_at`.
 pub fn seal(
     secret: &[u8],
     carried: &Carried,
     id: &DistributedTransactionId,
+    origin: &Origin,
     issued_at: i64,
     database: &str,
 ) -> String {
@@ -178,7 +185,15 @@ pub fn seal(
         "x": carried.trace_id,
         "l": carried.locale,
     });
-    sealed(secret, payload, Kind::Context, id, issued_at, database)
+    sealed(
+        secret,
+        payload,
+        Kind::Context,
+        id,
+        origin,
+        issued_at,
+        database,
+    )
 }
 
 /// Why a carrier is refused.
@@ -252,8 +267,8 @@ fn opened(
     Ok(value)
 }
 
-/// The context in `carrier` and when it was issued, if it holds for transaction `id` of
-/// `database` (see `opened`).
+/// The context in `carrier` and its origin, if it holds for transaction `id` of `database`
+/// (see `opened`).
 pub fn open(
     secret: &[u8],
     carrier: &str,
@@ -261,7 +276,7 @@ pub fn open(
     now: i64,
     max_age: i64,
     database: &str,
-) -> std::result::Result<(Carried, i64), Refused> {
+) -> std::result::Result<(Carried, Origin), Refused> {
     let value = opened(secret, carrier, Kind::Context, id, now, max_age, database)?;
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
     let carried = Carried {
@@ -273,10 +288,24 @@ pub fn open(
         trace_id: text("x"),
         locale: text("l"),
     };
-    Ok((carried, value.get("i").and_then(Value::as_i64).unwrap_or(0)))
+    let number = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+    };
+    let origin = Origin {
+        pid: number("p").ok_or(Refused::Malformed)?,
+        slot: number("b").ok_or(Refused::Malformed)?,
+        nonce: text("o")
+            .as_deref()
+            .and_then(Origin::nonce_from_hex)
+            .ok_or(Refused::Malformed)?,
+    };
+    Ok((carried, origin))
 }
 
-fn database() -> String {
+pub(super) fn database() -> String {
     unsafe {
         let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
         if name.is_null() {
@@ -320,9 +349,10 @@ pub fn issue() -> Result<()> {
     }
     let secret = cluster_secret()?;
     let id = coordinated_transaction()?;
+    let origin = origin::of_this_transaction()?;
     send(
         c"tenant_guard.carrier",
-        &seal(&secret, &carried, &id, now, &database()),
+        &seal(&secret, &carried, &id, &origin, now, &database()),
     );
     with_state(|state| state.issued = Some((carried, now, current_subtransaction())));
     Ok(())
@@ -413,7 +443,7 @@ pub fn adopt() -> Result<bool> {
         return refuse("this node started the distributed transaction it names");
     }
     let max_age = i64::from(gucs::CARRIER_MAX_AGE.get());
-    let (carried, issued_at) = match open(
+    let (carried, origin) = match open(
         &secret,
         &carrier,
         &id,
@@ -429,8 +459,15 @@ pub fn adopt() -> Result<bool> {
         }
         Err(Refused::Expired) => return refuse("it is too old"),
     };
-    if super::replay::ended(&id, issued_at) {
-        return refuse("its distributed transaction has ended on this node (a replay)");
+    match origin::confirmed_by_coordinator(&origin) {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                "the coordinator did not confirm it: the transaction it was issued for has \
+                 ended, or it came on a connection of another backend (a replay)",
+            )
+        }
+        Err(why) => return refuse(&format!("the coordinator could not confirm it: {why}")),
     }
     for (name, value) in [
         (gucs::TENANT_ID, Some(carried.tenant_id.as_str())),
@@ -441,7 +478,6 @@ pub fn adopt() -> Result<bool> {
     ] {
         gucs::set(name, value.unwrap_or(""), true);
     }
-    super::replay::adopted(&id);
     with_state(|state| state.adopted = true);
     Ok(true)
 }
@@ -461,6 +497,12 @@ mod unit_tests {
         }
     }
 
+    const ORIGIN: Origin = Origin {
+        pid: 4242,
+        slot: 7,
+        nonce: *b"0123456789abcdef",
+    };
+
     fn carried() -> Carried {
         Carried {
             tenant_id: "acme".into(),
@@ -473,19 +515,19 @@ mod unit_tests {
 
     #[test]
     fn round_trip() {
-        let carrier = seal(SECRET, &carried(), &id(7), 1000, "db");
+        let carrier = seal(SECRET, &carried(), &id(7), &ORIGIN, 1000, "db");
         assert!(carrier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
         assert_eq!(
             open(SECRET, &carrier, &id(7), 1010, 60, "db"),
-            Ok((carried(), 1000))
+            Ok((carried(), ORIGIN))
         );
     }
 
     #[test]
     fn refusals() {
-        let carrier = seal(SECRET, &carried(), &id(7), 1000, "db");
+        let carrier = seal(SECRET, &carried(), &id(7), &ORIGIN, 1000, "db");
         let other = b"another secret of thirty-two bytes";
         assert_eq!(
             open(other, &carrier, &id(7), 1000, 60, "db"),
@@ -508,7 +550,7 @@ mod unit_tests {
             open(SECRET, &carrier, &id(7), 1000, 60, "other"),
             Err(Refused::OtherTransaction)
         );
-        let forged = seal(SECRET, &carried(), &id(0), 1000, "db");
+        let forged = seal(SECRET, &carried(), &id(0), &ORIGIN, 1000, "db");
         assert_eq!(
             open(SECRET, &forged, &id(0), 1000, 60, "db"),
             Err(Refused::OtherTransaction)

@@ -6,7 +6,7 @@
 //! (it refuses to be loaded any other way).
 
 use pgrx::pg_sys;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 
 /// `DistributedTransactionId` (transaction_identifier.h).
@@ -26,6 +26,16 @@ struct Functions {
     current_transaction_id: unsafe extern "C-unwind" fn() -> *mut DistributedTransactionId,
     propagate_set: unsafe extern "C-unwind" fn(*mut pg_sys::VariableSetStmt, *const c_char),
     local_group_id: unsafe extern "C-unwind" fn() -> i32,
+    primary_node_for_group: unsafe extern "C-unwind" fn(i32, *mut bool) -> *const WorkerNode,
+    authinfo: unsafe extern "C-unwind" fn(*const c_char, i32, *const c_char) -> *const c_char,
+}
+
+/// The leading fields of `WorkerNode` (worker_manager.h), the only ones read.
+#[repr(C)]
+pub struct WorkerNode {
+    _node_id: u32,
+    worker_port: u32,
+    worker_name: [c_char; 256],
 }
 
 static FUNCTIONS: OnceLock<Option<Functions>> = OnceLock::new();
@@ -89,6 +99,18 @@ fn functions() -> Option<&'static Functions> {
                         *const std::ffi::c_void,
                         unsafe extern "C-unwind" fn() -> i32,
                     >(symbol(c"GetLocalGroupId")),
+                    primary_node_for_group: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn(i32, *mut bool) -> *const WorkerNode,
+                    >(symbol(c"PrimaryNodeForGroup")),
+                    authinfo: std::mem::transmute::<
+                        *const std::ffi::c_void,
+                        unsafe extern "C-unwind" fn(
+                            *const c_char,
+                            i32,
+                            *const c_char,
+                        ) -> *const c_char,
+                    >(symbol(c"GetAuthinfo")),
                 })
             }
         })
@@ -144,5 +166,39 @@ pub fn propagate_set_local(name: &CStr, sql: &CStr) {
         (*stmt).name = name.as_ptr().cast_mut();
         (*stmt).is_local = true;
         pg_sys::ffi::pg_guard_ffi_boundary(|| (f.propagate_set)(stmt, sql.as_ptr()));
+    }
+}
+
+/// The coordinator's host and port, as `pg_dist_node` names them (group 0).
+pub fn coordinator() -> Option<(String, i32)> {
+    let f = functions()?;
+    let mut in_group = false;
+    let node = unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| (f.primary_node_for_group)(0, &mut in_group))
+    };
+    if node.is_null() {
+        return None;
+    }
+    let node = unsafe { &*node };
+    let name = unsafe { CStr::from_ptr(node.worker_name.as_ptr()) };
+    Some((name.to_string_lossy().into_owned(), node.worker_port as i32))
+}
+
+/// What `pg_dist_authinfo` gives `user` to connect to `host`:`port` (a connection string
+/// fragment, often empty).
+pub fn authinfo(host: &str, port: i32, user: &str) -> String {
+    let (Some(f), Ok(host), Ok(user)) = (functions(), CString::new(host), CString::new(user))
+    else {
+        return String::new();
+    };
+    let info = unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| (f.authinfo)(host.as_ptr(), port, user.as_ptr()))
+    };
+    if info.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(info) }
+            .to_string_lossy()
+            .into_owned()
     }
 }

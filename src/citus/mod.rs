@@ -14,7 +14,8 @@
 
 pub mod carrier;
 mod ffi;
-pub mod replay;
+mod libpq;
+pub mod origin;
 pub mod routing;
 
 use crate::catalog;
@@ -33,9 +34,9 @@ thread_local! {
 }
 
 /// From `_PG_init`: the planner hook (it runs before Citus's, which is loaded first) and the
-/// replay memory.
+/// carriers' origins in shared memory.
 pub fn init() {
-    replay::init();
+    origin::init();
     routing::init();
     unsafe {
         PREVIOUS_PLANNER.set(pg_sys::planner_hook);
@@ -272,6 +273,7 @@ impl Drop for Distributing {
 pub fn end_of_transaction() {
     DISTRIBUTING.set(pg_sys::InvalidOid);
     carrier::end_of_transaction();
+    origin::end_of_transaction();
 }
 
 /// Distribute a protected table by its tenant column with Citus (`create_distributed_table`),

@@ -335,7 +335,7 @@ def test_a_replayed_carrier_gets_nothing(cluster, notes):
     # claimed through assign_distributed_transaction_id(), is a replay.
     excinfo = try_carrier(worker, shard, carrier, (node, number, stamp))
     assert sqlstate(excinfo) == "42501"
-    assert "replay" in str(excinfo.value)
+    assert "replay" in str(excinfo.value), excinfo.value
     # On the coordinator, which started that transaction, the carrier is never adopted.
     with coordinator.connect() as conn:
         with pytest.raises(psycopg.Error) as excinfo:
@@ -352,6 +352,74 @@ def test_a_replayed_carrier_gets_nothing(cluster, notes):
                 conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
                 conn.execute(f"SET LOCAL tenant_guard.carrier TO '{carrier}'")
         assert sqlstate(excinfo) == "42501"
+
+
+def test_a_carrier_replayed_while_its_transaction_is_open_gets_nothing(cluster, notes):
+    """The victim's transaction is still open: its carrier, as the worker's pg_stat_activity
+    shows it while Citus sends it, replayed on a connection of the attacker's own with the victim's
+    distributed transaction claimed, on the worker the victim uses and on one it never touched,
+    directly and through Citus's run_command_on_workers, gets nothing. The coordinator does not
+    confirm it: the connection is not one of the issuing backend's."""
+    coordinator = cluster[0]
+    port, shard = worker_shard(coordinator, "acme")
+    worker = worker_at(cluster, port)
+    other = next(node for node in cluster[1:] if node is not worker)
+    other_tenant = next(t for t in TENANTS if worker_shard(coordinator, t)[0] == other.port)
+    other_shard = worker_shard(coordinator, other_tenant)[1]
+    issued = []
+    with coordinator.connect(user="postgres") as victim:
+        victim.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
+        victim.execute("SET citus.log_remote_commands = on")
+        with victim.transaction():
+            victim.execute("SELECT tenant_guard.set_tenant_context('acme')")
+            victim.execute("SET LOCAL ROLE tg_app")
+            assert victim.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+            # What an attacker of the same role can read in the worker's pg_stat_activity
+            # while Citus sends it (captured here from citus.log_remote_commands).
+            text = "\n".join(issued)
+            carrier = re.search(r"SET LOCAL tenant_guard\.carrier TO '([A-Za-z0-9_.-]+)'", text).group(1)
+            ids = re.search(r"assign_distributed_transaction_id\((\d+), (\d+), '([^']+)'\)", text).groups()
+            for node, table in ((worker, shard), (other, other_shard)):
+                excinfo = try_carrier(node, table, carrier, ids)
+                assert sqlstate(excinfo) == "42501", excinfo.value
+                assert "did not confirm" in str(excinfo.value), excinfo.value
+            node_id, number, stamp = ids
+            # One statement (run_command_on_workers reports the first result only), on the
+            # shard each worker holds.
+            replay = f"""DO $$ DECLARE n bigint; BEGIN
+                PERFORM assign_distributed_transaction_id({node_id}, {number}, '{stamp}');
+                PERFORM set_config('tenant_guard.carrier', '{carrier}', true);
+                EXECUTE format('SELECT count(*) FROM %s',
+                               coalesce(to_regclass('{shard}'), to_regclass('{other_shard}'))) INTO n;
+                RAISE EXCEPTION 'adopted: % rows', n;
+            END $$"""
+            with coordinator.connect() as attacker:
+                results = attacker.execute(
+                    "SELECT nodeport, success, result FROM run_command_on_workers(%s)", (replay,)).fetchall()
+            assert len(results) == 2
+            for port_, success, result in results:
+                assert not success and "did not confirm" in result, results
+            # The victim's own transaction goes on.
+            assert victim.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+    # And after it ended.
+    excinfo = try_carrier(worker, shard, carrier, ids)
+    assert sqlstate(excinfo) == "42501" and "did not confirm" in str(excinfo.value)
+    # A carrier made with the real secret (as if it leaked) for the right transaction, naming
+    # a live backend as its origin but without that backend's nonce, is not confirmed either.
+    with coordinator.connect() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with worker.connect() as direct:
+            with pytest.raises(psycopg.Error) as excinfo:
+                with direct.transaction():
+                    direct.execute("SELECT assign_distributed_transaction_id(0, 31337, '2026-01-01 00:00:00+00')")
+                    micros = (datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+                              - datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)) // datetime.timedelta(microseconds=1)
+                    forged = seal({"k": "context", "d": "postgres", "t": "acme", "u": None, "r": None, "x": None,
+                                   "l": None, "n": 0, "q": "31337", "s": micros, "i": int(time.time()),
+                                   "p": pid, "b": 1, "o": "00" * 16})
+                    direct.execute("SELECT set_config('tenant_guard.carrier', %s, true)", (forged,))
+                    direct.execute(f"SELECT count(*) FROM {shard}").fetchone()
+            assert sqlstate(excinfo) == "42501" and "did not confirm" in str(excinfo.value), excinfo.value
 
 
 def test_shards_are_guarded_on_workers(cluster, notes):

@@ -1,0 +1,387 @@
+//! Where a carrier comes from: the coordinator backend that issued it, still in the transaction
+//! it was issued for, and the very connection the worker serves.
+//!
+//! A carrier is text in the commands Citus sends. The role it was sent for can read it
+//! (`pg_stat_activity` on a worker, `citus_stat_activity`) and claim its distributed transaction
+//! on a worker connection of its own: `assign_distributed_transaction_id()` is open to every
+//! role, and the connection can be direct or one of Citus's `run_command_on_*`. While the
+//! transaction is open, or on a worker it never touched, the MAC and the transaction id cannot
+//! tell such a replay from the real thing. So a worker adopts a carrier only when the
+//! coordinator confirms both of these, over a connection of the worker's own (`libpq`):
+//!
+//! - the backend that issued it (pid and slot, signed in the carrier) is still in that
+//!   transaction: it holds the carrier's random nonce in shared memory until the transaction
+//!   ends, here;
+//! - the worker's connection is one of that backend's: the TCP connection whose ends are the
+//!   worker's peer and local addresses is a socket of that process (`/proc`, the coordinator's
+//!   kernel). A session cannot make its own connection a socket of another backend.
+//!
+//! A connection that is not TCP, or that goes through a pooler or NAT between the nodes, is
+//! never confirmed: it fails closed.
+
+use crate::error::{self, Result};
+use pgrx::lwlock::PgLwLock;
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory};
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Backends of the coordinator that can issue carriers at once (by backend id).
+const SLOTS: usize = 8192;
+
+/// What a carrier names as its origin (signed with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub pid: i32,
+    pub slot: i32,
+    pub nonce: [u8; 16],
+}
+
+impl Origin {
+    pub fn nonce_hex(&self) -> String {
+        self.nonce.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn nonce_from_hex(hex: &str) -> Option<[u8; 16]> {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut nonce = [0u8; 16];
+        for (i, byte) in nonce.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(nonce)
+    }
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Issuer {
+    pid: i32,
+    nonce: [u8; 16],
+}
+
+#[derive(Clone, Copy)]
+pub struct Issuers {
+    slots: [Issuer; SLOTS],
+}
+
+impl Default for Issuers {
+    fn default() -> Self {
+        Issuers {
+            slots: [Issuer::default(); SLOTS],
+        }
+    }
+}
+
+unsafe impl PGRXSharedMemory for Issuers {}
+
+static ISSUERS: PgLwLock<Issuers> = unsafe { PgLwLock::new(c"tenant_guard_carrier_issuers") };
+static READY: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The origin this backend put into its carriers in the current transaction.
+    static ISSUED: Cell<Option<Origin>> = const { Cell::new(None) };
+}
+
+/// From `_PG_init`, while `shared_preload_libraries` loads the library.
+pub fn init() {
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        pg_shmem_init!(ISSUERS);
+        READY.store(true, Ordering::Release);
+    }
+}
+
+/// Coordinator side: this transaction's origin, published in shared memory until it ends.
+pub fn of_this_transaction() -> Result<Origin> {
+    if let Some(origin) = ISSUED.get() {
+        return Ok(origin);
+    }
+    if !READY.load(Ordering::Acquire) {
+        return Err(error::invalid_state(
+            "tenant_guard: the coordinator cannot vouch for its carriers",
+            "Add tenant_guard to shared_preload_libraries on every node of the Citus cluster \
+             and restart.",
+        ));
+    }
+    let slot = unsafe { pg_sys::MyBackendId };
+    if slot < 1 || slot as usize > SLOTS {
+        return Err(error::invalid_state(
+            format!("tenant_guard: backend {slot} is beyond the {SLOTS} that can issue carriers"),
+            "Lower max_connections on the coordinator, or put a connection pooler in front of it.",
+        ));
+    }
+    let mut nonce = [0u8; 16];
+    if !unsafe { pg_sys::pg_strong_random(nonce.as_mut_ptr().cast(), nonce.len()) } {
+        return Err(error::internal(
+            "tenant_guard: no random bytes for a carrier",
+        ));
+    }
+    let origin = Origin {
+        pid: unsafe { pg_sys::MyProcPid },
+        slot,
+        nonce,
+    };
+    ISSUERS.exclusive().slots[slot as usize - 1] = Issuer {
+        pid: origin.pid,
+        nonce,
+    };
+    ISSUED.set(Some(origin));
+    Ok(origin)
+}
+
+/// At the end of every transaction: this backend's carriers are no longer confirmed.
+pub fn end_of_transaction() {
+    if let Some(origin) = ISSUED.take() {
+        let mut issuers = ISSUERS.exclusive();
+        let slot = &mut issuers.slots[origin.slot as usize - 1];
+        if slot.pid == origin.pid {
+            *slot = Issuer::default();
+        }
+    }
+}
+
+/// Coordinator side, asked by a worker (see the module): whether the backend `pid` in `slot`
+/// is still in the transaction that issued `nonce`, and owns the TCP connection from
+/// `coordinator_address`:`coordinator_port` to `worker_address`:`worker_port`. Only ever
+/// answers: any role may ask (a worker asks as the role its connection runs as), and the
+/// answer says nothing a carrier's holder does not know.
+#[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn confirm_carrier_origin(
+    pid: i32,
+    slot: i32,
+    nonce: &str,
+    coordinator_address: &str,
+    coordinator_port: i32,
+    worker_address: &str,
+    worker_port: i32,
+) -> bool {
+    let Some(nonce) = Origin::nonce_from_hex(nonce) else {
+        return false;
+    };
+    if !READY.load(Ordering::Acquire) || slot < 1 || slot as usize > SLOTS || pid <= 0 {
+        return false;
+    }
+    let issuer = ISSUERS.share().slots[slot as usize - 1];
+    if issuer != (Issuer { pid, nonce }) {
+        return false;
+    }
+    let (Some(local), Some(remote)) = (
+        socket_address(coordinator_address, coordinator_port),
+        socket_address(worker_address, worker_port),
+    ) else {
+        return false;
+    };
+    owns_connection(pid, local, remote)
+}
+
+/// A TCP connection's ends: (the peer's, this backend's).
+type Ends = (SocketAddr, SocketAddr);
+
+thread_local! {
+    /// This backend's client connection, once read (None inside: not TCP).
+    static CONNECTION: std::cell::Cell<Option<Option<Ends>>> = const { std::cell::Cell::new(None) };
+}
+
+/// This backend's TCP connection as the kernel sees it (None: not TCP).
+fn this_connection() -> Option<Ends> {
+    if let Some(ends) = CONNECTION.get() {
+        return ends;
+    }
+    let ends = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT pg_catalog.host(pg_catalog.inet_client_addr()), \
+                        pg_catalog.inet_client_port(), \
+                        pg_catalog.host(pg_catalog.inet_server_addr()), \
+                        pg_catalog.inet_server_port()",
+                Some(1),
+                &[],
+            )
+            .ok()?
+            .first();
+        Some((
+            socket_address(&row.get::<String>(1).ok()??, row.get::<i32>(2).ok()??)?,
+            socket_address(&row.get::<String>(3).ok()??, row.get::<i32>(4).ok()??)?,
+        ))
+    });
+    CONNECTION.set(Some(ends));
+    ends
+}
+
+/// Worker side: whether the coordinator confirms `origin` for the connection this backend
+/// serves (see the module); or why it could not be asked.
+pub fn confirmed_by_coordinator(origin: &Origin) -> std::result::Result<bool, String> {
+    let (coordinator, worker) = this_connection().ok_or("this is not a TCP connection")?;
+    let question = format!(
+        "SELECT tenant_guard.confirm_carrier_origin({}, {}, '{}', '{}', {}, '{}', {})",
+        origin.pid,
+        origin.slot,
+        origin.nonce_hex(),
+        coordinator.ip(),
+        coordinator.port(),
+        worker.ip(),
+        worker.port(),
+    );
+    let question = std::ffi::CString::new(question).expect("no NUL byte");
+    Ok(super::libpq::ask_coordinator(&question)?.as_deref() == Some("t"))
+}
+
+fn socket_address(address: &str, port: i32) -> Option<SocketAddr> {
+    let address: IpAddr = address.parse().ok()?;
+    Some(SocketAddr::new(
+        canonical(address),
+        u16::try_from(port).ok()?,
+    ))
+}
+
+/// IPv4 addresses seen through an IPv6 socket are IPv4.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Whether process `pid` has an established TCP connection from `local` to `remote`.
+fn owns_connection(pid: i32, local: SocketAddr, remote: SocketAddr) -> bool {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let sockets: HashSet<u64> = entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ["tcp", "tcp6"].iter().any(|table| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).is_ok_and(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(tcp_entry)
+                .any(|(l, r, inode)| l == local && r == remote && sockets.contains(&inode))
+        })
+    })
+}
+
+/// An established connection of `/proc/net/tcp{,6}`: (local, remote, socket inode).
+fn tcp_entry(line: &str) -> Option<(SocketAddr, SocketAddr, u64)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() < 10 || fields[3] != "01" {
+        return None;
+    }
+    Some((
+        proc_address(fields[1])?,
+        proc_address(fields[2])?,
+        fields[9].parse().ok()?,
+    ))
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): the address as the kernel's
+/// 32-bit words in host byte order, the port as a number.
+fn proc_address(text: &str) -> Option<SocketAddr> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(
+            u32::from_str_radix(address.get(8 * i..8 * i + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
+    };
+    let address = match address.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[4 * i..4 * i + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(canonical(address), port))
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn nonce_hex_round_trip() {
+        let origin = Origin {
+            pid: 1,
+            slot: 1,
+            nonce: *b"0123456789abcdef",
+        };
+        assert_eq!(
+            Origin::nonce_from_hex(&origin.nonce_hex()),
+            Some(origin.nonce)
+        );
+        for bad in [
+            "",
+            "00",
+            &"g".repeat(32),
+            &"0".repeat(33),
+            "é".repeat(16).as_str(),
+        ] {
+            assert_eq!(Origin::nonce_from_hex(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn proc_net_tcp_lines() {
+        // Two lines of a real /proc/net/tcp and one of /proc/net/tcp6 (x86-64).
+        let established = "   3: 0100007F:D5F2 0100007F:2382 01 00000000:00000000 00:00000000 00000000   104        0 1234567 1 0000000000000000 20 4 30 10 -1";
+        let listening = "   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   104        0 7654321 1 0000000000000000 100 0 0 10 0";
+        let mapped = "   1: 0000000000000000FFFF00000100007F:D5F2 0000000000000000FFFF00000200007F:1538 01 00000000:00000000 00:00000000 00000000   104        0 42 1 0000000000000000 20 4 30 10 -1";
+        assert_eq!(
+            tcp_entry(established),
+            Some((
+                "127.0.0.1:54770".parse().unwrap(),
+                "127.0.0.1:9090".parse().unwrap(),
+                1234567
+            ))
+        );
+        assert_eq!(tcp_entry(listening), None);
+        assert_eq!(
+            tcp_entry(mapped),
+            Some((
+                "127.0.0.1:54770".parse().unwrap(),
+                "127.0.0.2:5432".parse().unwrap(),
+                42
+            ))
+        );
+        for bad in [
+            "",
+            "sl local",
+            "   3: 0100007F 0100007F:2382 01 a b c d e 1",
+        ] {
+            assert_eq!(tcp_entry(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_sockets_are_found_and_others_are_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let me = std::process::id() as i32;
+        let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        assert!(owns_connection(me, local, remote));
+        assert!(owns_connection(me, remote, local)); // the accepted end is ours too
+        assert!(!owns_connection(me, local, "127.0.0.1:1".parse().unwrap()));
+        assert!(!owns_connection(1, local, remote)); // another process
+        drop((client, server));
+    }
+}
