@@ -3,7 +3,9 @@
 Starts a coordinator and two workers (scripts/cluster, citus and tenant_guard preloaded),
 distributes a protected table (32 shards) with BENCH_TENANTS tenants of BENCH_ROWS_PER_TENANT
 rows, and runs two tenant workloads through pgbench as a non-superuser, each transaction setting
-a random tenant's context first, with routing off (Citus alone: one task per shard) and on:
+a random tenant's context first, with routing off (Citus alone: one task per shard) and on;
+and, for reference, the same queries as a BYPASSRLS role that filters by tenant itself (no
+tenant_guard in the path: no policies, no carrier, no origin check):
 
 - point lookup: one row by primary key;
 - tenant scan: count(*) and sum over the tenant's rows.
@@ -33,9 +35,12 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 2))
 
+# (under tenant_guard's policies, with the application's own tenant filter)
 WORKLOADS = {
-    "point lookup": "SELECT body FROM app.notes WHERE id = :id;",
-    "tenant scan": "SELECT count(*), sum(length(body)) FROM app.notes;",
+    "point lookup": ("SELECT body FROM app.notes WHERE id = :id;",
+                     "SELECT body FROM app.notes WHERE tenant_id = 'tenant-' || :t AND id = :id;"),
+    "tenant scan": ("SELECT count(*), sum(length(body)) FROM app.notes;",
+                    "SELECT count(*), sum(length(body)) FROM app.notes WHERE tenant_id = 'tenant-' || :t;"),
 }
 
 
@@ -61,13 +66,13 @@ def psql(port, sql, user="postgres"):
                           check=True, capture_output=True, text=True).stdout
 
 
-def pgbench(port, script, directory):
+def pgbench(port, script, directory, user="bench_app"):
     file = directory / "workload.sql"
     file.write_text(script)
     file.chmod(0o644)
     done = subprocess.run([str(PG_BIN / "pgbench"), "-n", "-M", "prepared", "-c", str(CLIENTS),
                            "-j", str(CLIENTS), "-T", str(SECONDS), "-h", "127.0.0.1", "-p", str(port),
-                           "-U", "bench_app", "-f", str(file), "postgres"],
+                           "-U", user, "-f", str(file), "postgres"],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stdout + done.stderr)
@@ -93,12 +98,15 @@ def main():
         psql(coordinator, """
             CREATE EXTENSION tenant_guard;
             CREATE ROLE bench_app LOGIN;
+            CREATE ROLE bench_direct LOGIN BYPASSRLS;
             GRANT EXECUTE ON FUNCTION tenant_guard.set_tenant_context(text, text, text, text, text, boolean),
                                       tenant_guard.distribute_table(regclass, integer, text) TO bench_app;
             CREATE SCHEMA app AUTHORIZATION bench_app;""")
         psql(coordinator, """
             CREATE TABLE app.notes (id bigserial, tenant_id text NOT NULL, body text, PRIMARY KEY (tenant_id, id));
-            SELECT tenant_guard.distribute_table('app.notes');""", user="bench_app")
+            SELECT tenant_guard.distribute_table('app.notes');
+            GRANT USAGE ON SCHEMA app TO bench_direct;
+            GRANT SELECT ON app.notes TO bench_direct;""", user="bench_app")
         values = ", ".join(f"('row {i} of a tenant note')" for i in range(ROWS))
         load = "".join(f"BEGIN; SELECT tenant_guard.set_tenant_context('tenant-{t}'); "
                        f"INSERT INTO app.notes (body) VALUES {values}; COMMIT; " for t in range(TENANTS))
@@ -107,12 +115,18 @@ def main():
                        input=load, check=True, text=True, stdout=subprocess.DEVNULL)
         ids = int(psql(coordinator, "SELECT max(id) FROM app.notes"))
         results = []
-        for name, query in WORKLOADS.items():
+        for name, (query, direct) in WORKLOADS.items():
             script = (f"\\set t random(0, {TENANTS - 1})\n\\set id random(1, {ids})\n"
                       "BEGIN;\nSELECT tenant_guard.set_tenant_context('tenant-' || :t);\n"
                       f"{query}\nCOMMIT;\n")
             explain = query.replace(":id", "1")
+            direct_script = (f"\\set t random(0, {TENANTS - 1})\n\\set id random(1, {ids})\n"
+                             f"BEGIN;\n{direct}\nCOMMIT;\n")
             row = {"workload": name}
+            plan = psql(coordinator, "EXPLAIN (COSTS OFF) " + direct.replace(":t", "1").replace(":id", "1"),
+                        user="bench_direct")
+            row["tasks_direct"] = int(re.search(r"Task Count: (\d+)", plan).group(1))
+            row["ms_direct"] = []
             for routed in ("off", "on"):
                 psql(coordinator, f"ALTER ROLE bench_app SET tenant_guard.route_tenant_queries = {routed}")
                 plan = psql(coordinator, f"BEGIN; SELECT tenant_guard.set_tenant_context('tenant-1'); "
@@ -123,16 +137,21 @@ def main():
                 for routed in ("off", "on"):
                     psql(coordinator, f"ALTER ROLE bench_app SET tenant_guard.route_tenant_queries = {routed}")
                     row[f"ms_{routed}"].append(pgbench(coordinator, script, directory))
+                row["ms_direct"].append(pgbench(coordinator, direct_script, directory, user="bench_direct"))
             results.append(row)
         print(f"Citus 13.2: coordinator + 2 workers on one machine ({os.cpu_count()} cores), 32 shards, "
               f"{TENANTS} tenants x {ROWS} rows; pgbench -M prepared -c {CLIENTS} -T {SECONDS}, {ROUNDS} rounds, "
               "each transaction: set a random tenant's context, the query, commit. Latency: median of the rounds' "
               "average transaction latency.\n")
-        print("| workload | tasks, Citus alone | tasks, routed | ms, Citus alone | ms, routed | speed-up |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| workload | tasks, Citus alone | tasks, routed | ms, Citus alone | ms, routed | speed-up "
+              "| tasks, own filter | ms, own filter | routed / own filter |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in results:
             off, on = statistics.median(row["ms_off"]), statistics.median(row["ms_on"])
-            print(f"| {row['workload']} | {row['tasks_off']} | {row['tasks_on']} | {off:.2f} | {on:.2f} | {off / on:.1f}x |")
+            own = statistics.median(row["ms_direct"])
+            print(f"| {row['workload']} | {row['tasks_off']} | {row['tasks_on']} | {off:.2f} | {on:.2f} "
+                  f"| {off / on:.1f}x | {row['tasks_direct']} | {own:.2f} | {on / own:.2f} |")
+        print("\nown filter: a BYPASSRLS role adds WHERE tenant_id = ... itself; no tenant_guard in the path.")
     finally:
         for path, _ in nodes:
             subprocess.run([str(CLUSTER), "stop", str(path), "--remove"], check=False)

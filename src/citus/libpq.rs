@@ -80,6 +80,22 @@ thread_local! {
     static CONNECTION: RefCell<Option<(String, usize)>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    static CLOSE_AT_EXIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// At the backend's exit: say goodbye to the coordinator instead of dropping the connection
+/// (which it would log as an error).
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn close_at_exit(_code: c_int, _arg: pg_sys::Datum) {
+    if let (Some(libpq), Some((_, connection))) = (
+        libpq(),
+        CONNECTION.with(|cached| cached.borrow_mut().take()),
+    ) {
+        unsafe { (libpq.finish)(connection as PgConn) };
+    }
+}
+
 fn text(pointer: *const c_char) -> String {
     if pointer.is_null() {
         return String::new();
@@ -149,6 +165,9 @@ pub fn ask_coordinator(query: &CStr) -> Result<Option<String>, String> {
             let message = text(unsafe { (libpq.error_message)(connection) });
             unsafe { (libpq.finish)(connection) };
             return Err(format!("cannot connect to it: {message}"));
+        }
+        if !CLOSE_AT_EXIT.replace(true) {
+            unsafe { pg_sys::on_proc_exit(Some(close_at_exit), pg_sys::Datum::from(0)) };
         }
         *cached = Some((conninfo, connection as usize));
         Ok(connection)

@@ -17,6 +17,7 @@ mod ffi;
 mod libpq;
 pub mod origin;
 pub mod routing;
+mod sockets;
 
 use crate::catalog;
 use crate::error::{self, Result};

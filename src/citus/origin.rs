@@ -13,8 +13,8 @@
 //!   transaction: it holds the carrier's random nonce in shared memory until the transaction
 //!   ends, here;
 //! - the worker's connection is one of that backend's: the TCP connection whose ends are the
-//!   worker's peer and local addresses is a socket of that process (`/proc`, the coordinator's
-//!   kernel). A session cannot make its own connection a socket of another backend.
+//!   worker's peer and local addresses is a socket of that process (`sockets`, asking the
+//!   coordinator's kernel). A session cannot make its own connection a socket of another backend.
 //!
 //! A connection that is not TCP, or that goes through a pooler or NAT between the nodes, is
 //! never confirmed: it fails closed.
@@ -24,8 +24,7 @@ use pgrx::lwlock::PgLwLock;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory};
 use std::cell::Cell;
-use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Backends of the coordinator that can issue carriers at once (by backend id).
@@ -174,7 +173,7 @@ pub fn confirm_carrier_origin(
     ) else {
         return false;
     };
-    owns_connection(pid, local, remote)
+    super::sockets::owns_connection(pid, local, remote)
 }
 
 /// A TCP connection's ends: (the peer's, this backend's).
@@ -238,7 +237,7 @@ fn socket_address(address: &str, port: i32) -> Option<SocketAddr> {
 }
 
 /// IPv4 addresses seen through an IPv6 socket are IPv4.
-fn canonical(address: IpAddr) -> IpAddr {
+pub(super) fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -246,71 +245,6 @@ fn canonical(address: IpAddr) -> IpAddr {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
-}
-
-/// Whether process `pid` has an established TCP connection from `local` to `remote`.
-fn owns_connection(pid: i32, local: SocketAddr, remote: SocketAddr) -> bool {
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    let sockets: HashSet<u64> = entries
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_str()?;
-            target
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect();
-    ["tcp", "tcp6"].iter().any(|table| {
-        std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).is_ok_and(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(tcp_entry)
-                .any(|(l, r, inode)| l == local && r == remote && sockets.contains(&inode))
-        })
-    })
-}
-
-/// An established connection of `/proc/net/tcp{,6}`: (local, remote, socket inode).
-fn tcp_entry(line: &str) -> Option<(SocketAddr, SocketAddr, u64)> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    if fields.len() < 10 || fields[3] != "01" {
-        return None;
-    }
-    Some((
-        proc_address(fields[1])?,
-        proc_address(fields[2])?,
-        fields[9].parse().ok()?,
-    ))
-}
-
-/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): the address as the kernel's
-/// 32-bit words in host byte order, the port as a number.
-fn proc_address(text: &str) -> Option<SocketAddr> {
-    let (address, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| -> Option<[u8; 4]> {
-        Some(
-            u32::from_str_radix(address.get(8 * i..8 * i + 8)?, 16)
-                .ok()?
-                .to_ne_bytes(),
-        )
-    };
-    let address = match address.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                bytes[4 * i..4 * i + 4].copy_from_slice(&word(i)?);
-            }
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        }
-        _ => return None,
-    };
-    Some(SocketAddr::new(canonical(address), port))
 }
 
 #[cfg(test)]
@@ -337,51 +271,5 @@ mod unit_tests {
         ] {
             assert_eq!(Origin::nonce_from_hex(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn proc_net_tcp_lines() {
-        // Two lines of a real /proc/net/tcp and one of /proc/net/tcp6 (x86-64).
-        let established = "   3: 0100007F:D5F2 0100007F:2382 01 00000000:00000000 00:00000000 00000000   104        0 1234567 1 0000000000000000 20 4 30 10 -1";
-        let listening = "   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   104        0 7654321 1 0000000000000000 100 0 0 10 0";
-        let mapped = "   1: 0000000000000000FFFF00000100007F:D5F2 0000000000000000FFFF00000200007F:1538 01 00000000:00000000 00:00000000 00000000   104        0 42 1 0000000000000000 20 4 30 10 -1";
-        assert_eq!(
-            tcp_entry(established),
-            Some((
-                "127.0.0.1:54770".parse().unwrap(),
-                "127.0.0.1:9090".parse().unwrap(),
-                1234567
-            ))
-        );
-        assert_eq!(tcp_entry(listening), None);
-        assert_eq!(
-            tcp_entry(mapped),
-            Some((
-                "127.0.0.1:54770".parse().unwrap(),
-                "127.0.0.2:5432".parse().unwrap(),
-                42
-            ))
-        );
-        for bad in [
-            "",
-            "sl local",
-            "   3: 0100007F 0100007F:2382 01 a b c d e 1",
-        ] {
-            assert_eq!(tcp_entry(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn own_sockets_are_found_and_others_are_not() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        let me = std::process::id() as i32;
-        let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
-        assert!(owns_connection(me, local, remote));
-        assert!(owns_connection(me, remote, local)); // the accepted end is ours too
-        assert!(!owns_connection(me, local, "127.0.0.1:1".parse().unwrap()));
-        assert!(!owns_connection(1, local, remote)); // another process
-        drop((client, server));
     }
 }
