@@ -57,6 +57,14 @@ impl Alg {
             Alg::EdDsa => "EdDSA",
         }
     }
+
+    /// The length of its signatures, in bytes.
+    fn signature_len(self) -> usize {
+        match self {
+            Alg::Hs256 => 32,
+            Alg::EdDsa => 64,
+        }
+    }
 }
 
 /// A verification key as stored.
@@ -246,6 +254,11 @@ pub fn verify(
     };
     if header.contains_key("crit") {
         return refuse("unsupported critical header", kid);
+    }
+    // A signature of another length was cut or padded: malformed, whatever its bytes (a cut
+    // that still decodes as base64url would otherwise read as a bad signature).
+    if signature.len() != alg.signature_len() {
+        return refuse("malformed", kid);
     }
     let valid: Vec<&Key> = keys.iter().filter(|k| k.valid_at(rules.now)).collect();
     let key = match kid {

@@ -131,8 +131,11 @@ fn connection_string() -> Result<String, String> {
     let authinfo = ffi::authinfo(&host, port, &user);
     // The caller's keywords come last: libpq takes the last of a repeated keyword.
     Ok(format!(
-        "{} {} host={} port={port} dbname={} user={} connect_timeout=5 \
-         application_name='tenant_guard carrier check' options='-c statement_timeout=5000'",
+        "{} {} host={} port={port} dbname={} user={} connect_timeout=5 tcp_user_timeout=10000 \
+         keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 \
+         application_name='tenant_guard carrier check' \
+         options='-c statement_timeout=5000 -c idle_session_timeout=0 \
+         -c idle_in_transaction_session_timeout=0'",
         setting(c"citus.node_conninfo"),
         authinfo,
         quoted(&host),
@@ -141,22 +144,47 @@ fn connection_string() -> Result<String, String> {
     ))
 }
 
-/// Run `query` (one row, one column) on the coordinator: its value, or NULL; or why not.
+/// Run `query` (one row, one column) on the coordinator: its value, or NULL; or why not. A
+/// kept connection the coordinator closed meanwhile (a restart, a terminated backend) is
+/// opened again, once.
 pub fn ask_coordinator(query: &CStr) -> Result<Option<String>, String> {
     let libpq = libpq().ok_or("libpq.so.5 (Citus's client library) is missing")?;
     let conninfo = connection_string()?;
-    let connection = CONNECTION.with(|cached| -> Result<PgConn, String> {
+    let mut answer = Err(String::new());
+    for _ in 0..2 {
+        let connection = connection(libpq, &conninfo)?;
+        answer = unsafe {
+            let result = (libpq.exec)(connection, query.as_ptr());
+            let answer = if (libpq.result_status)(result) != PGRES_TUPLES_OK {
+                Err(text((libpq.result_error_message)(result)))
+            } else if (libpq.ntuples)(result) != 1 || (libpq.getisnull)(result, 0, 0) != 0 {
+                Ok(None)
+            } else {
+                Ok(Some(text((libpq.getvalue)(result, 0, 0))))
+            };
+            (libpq.clear)(result);
+            answer
+        };
+        if answer.is_ok() || unsafe { (libpq.status)(connection) } == CONNECTION_OK {
+            break;
+        }
+    }
+    answer.map_err(|message| format!("it could not answer: {message}"))
+}
+
+/// The kept connection to the coordinator, opened when there is none or it broke.
+fn connection(libpq: &Libpq, conninfo: &str) -> Result<PgConn, String> {
+    CONNECTION.with(|cached| {
         let mut cached = cached.borrow_mut();
         if let Some((info, connection)) = cached.as_ref() {
             let connection = *connection as PgConn;
-            if *info == conninfo && unsafe { (libpq.status)(connection) } == CONNECTION_OK {
+            if info == conninfo && unsafe { (libpq.status)(connection) } == CONNECTION_OK {
                 return Ok(connection);
             }
             unsafe { (libpq.finish)(connection) };
             *cached = None;
         }
-        let info =
-            CString::new(conninfo.clone()).map_err(|_| "a NUL byte in a connection string")?;
+        let info = CString::new(conninfo).map_err(|_| "a NUL byte in a connection string")?;
         let connection = unsafe { (libpq.connectdb)(info.as_ptr()) };
         if connection.is_null() {
             return Err("libpq is out of memory".into());
@@ -169,19 +197,7 @@ pub fn ask_coordinator(query: &CStr) -> Result<Option<String>, String> {
         if !CLOSE_AT_EXIT.replace(true) {
             unsafe { pg_sys::on_proc_exit(Some(close_at_exit), pg_sys::Datum::from(0)) };
         }
-        *cached = Some((conninfo, connection as usize));
+        *cached = Some((conninfo.to_string(), connection as usize));
         Ok(connection)
-    })?;
-    unsafe {
-        let result = (libpq.exec)(connection, query.as_ptr());
-        let answer = if (libpq.result_status)(result) != PGRES_TUPLES_OK {
-            Err(text((libpq.result_error_message)(result)))
-        } else if (libpq.ntuples)(result) != 1 || (libpq.getisnull)(result, 0, 0) != 0 {
-            Ok(None)
-        } else {
-            Ok(Some(text((libpq.getvalue)(result, 0, 0))))
-        };
-        (libpq.clear)(result);
-        answer.map_err(|message| format!("it could not answer: {message}"))
-    }
+    })
 }

@@ -167,12 +167,25 @@ pub fn confirm_carrier_origin(
     if issuer != (Issuer { pid, nonce }) {
         return false;
     }
+    // A slot left behind (a backend that died mid-transaction) never vouches for a later
+    // process that got the same pid: the backend must be alive, in that slot.
+    let proc = unsafe { pg_sys::BackendPidGetProc(pid) };
+    if proc.is_null() || unsafe { (*proc).backendId } != slot {
+        return false;
+    }
     let (Some(local), Some(remote)) = (
         socket_address(coordinator_address, coordinator_port),
         socket_address(worker_address, worker_port),
     ) else {
         return false;
     };
+    // The worker's end is the address this question comes from: the two ends it reports are
+    // then those of a connection between this machine and that one (a loopback or private
+    // address seen on another machine does not name a socket of this kernel).
+    match this_connection() {
+        Some((asker, _)) if asker.ip() == remote.ip() => {}
+        _ => return false,
+    }
     super::sockets::owns_connection(pid, local, remote)
 }
 

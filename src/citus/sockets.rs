@@ -101,17 +101,24 @@ fn lookup(family: u8, local: (u16, [u8; 16]), remote: (u16, [u8; 16])) -> Option
             return None;
         }
         let sent = send(fd, request.as_ptr().cast(), request.len(), 0);
-        let received = if sent == request.len() as isize {
-            recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0)
-        } else {
-            -1
-        };
+        let mut received = -1;
+        if sent == request.len() as isize {
+            // A signal may interrupt the wait (EINTR): ask again, a few times.
+            for _ in 0..3 {
+                received = recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0);
+                if received >= 0 {
+                    break;
+                }
+            }
+        }
         close(fd);
         received
     };
-    // An error message (socket not found) has another type and is shorter than an answer.
+    // An error message (no such socket) has another type; the message must be whole.
+    let length = u32::from_ne_bytes([answer[0], answer[1], answer[2], answer[3]]) as isize;
     let kind = u16::from_ne_bytes([answer[4], answer[5]]);
     if received < (INODE_AT + 4) as isize
+        || length > received
         || kind != SOCK_DIAG_BY_FAMILY
         || answer[STATE_AT] != TCP_ESTABLISHED
     {
