@@ -422,6 +422,22 @@ def test_a_carrier_replayed_while_its_transaction_is_open_gets_nothing(cluster, 
             assert sqlstate(excinfo) == "42501" and "did not confirm" in str(excinfo.value), excinfo.value
 
 
+def test_the_origin_check_outlives_a_closed_connection(cluster, notes):
+    """A worker keeps its connection to the coordinator for the carrier checks. The same role
+    may end it (it runs as that role), and a restart would too: the next check opens a new one
+    and the tenant's queries go on."""
+    coordinator = cluster[0]
+    with coordinator.connect() as conn, coordinator.connect() as other:
+        as_tenant(conn, "acme")
+        assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+        ended = other.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'tenant_guard carrier check' AND usename = current_user").fetchone()[0]
+        assert ended >= 1
+        for _ in range(3):
+            assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+
+
 def test_shards_are_guarded_on_workers(cluster, notes):
     """The table's owner, connected to a worker directly, cannot weaken a shard.
     tenant_guard's own DDL from the coordinator (reapply_protection) never weakens one."""
