@@ -532,6 +532,30 @@ def test_authenticated_context_crosses_nodes(cluster, notes):
         assert conn.execute("SELECT count(*) FROM app.notes WHERE tenant_id = 'acme'").fetchone()[0] == 0
 
 
+def test_confirm_carrier_origin_answers_no_to_bad_questions(cluster):
+    """Any role may ask the coordinator; bad questions get false (NULL for a NULL), never an
+    error or a yes."""
+    coordinator = cluster[0]
+    with coordinator.connect() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        good = [pid, 1, "00" * 16, "127.0.0.1", 5432, "127.0.0.1", 5432]
+        bad = {
+            1: [0, -1, 10 ** 6, 2 ** 31 - 1],
+            2: ["", "zz" * 16, "00" * 17, "0" * 10 ** 6, "é" * 16, "'; SELECT 1; --"],
+            3: ["", "not an address", "999.1.1.1", "::zz", "127.0.0.1'; DROP TABLE app.notes; --", "x" * 10 ** 5],
+            4: [-1, 0, 65536, 2 ** 31 - 1],
+        }
+        sql = "SELECT tenant_guard.confirm_carrier_origin(%s, %s, %s, %s, %s, %s, %s)"
+        assert conn.execute(sql, good).fetchone()[0] is False
+        for position, values in bad.items():
+            for value in values:
+                args = list(good)
+                args[position] = value
+                assert conn.execute(sql, args).fetchone()[0] is False, (position, value)
+        assert conn.execute(sql, [None] + good[1:]).fetchone()[0] is None
+        refused(conn, "SELECT tenant_guard.confirm_carrier_origin('x', 1, '', '', 1, '', 1)", "22P02")
+
+
 def test_refusals(cluster, notes):
     coordinator = cluster[0]
     with coordinator.connect() as conn:
