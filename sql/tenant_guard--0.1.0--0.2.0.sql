@@ -65,7 +65,7 @@ CREATE FUNCTION tenant_guard."confirm_carrier_origin"(
     "worker_address" TEXT,
     "worker_port" INT
 ) RETURNS bool
-STRICT VOLATILE PARALLEL SAFE
+STRICT VOLATILE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'confirm_carrier_origin_wrapper';

@@ -7,7 +7,9 @@
 //! the backend's life (Citus closes its own at the end of every transaction in a backend that
 //! serves the coordinator). Connecting and asking never block: the backend waits on its latch
 //! and the socket, answers interrupts (a cancel, a statement timeout, a terminate), and gives up
-//! after 5 seconds to connect and 5 to be answered.
+//! after 5 seconds to connect and 5 to be answered (a kept connection the coordinator closed
+//! costs one more try; the host name's lookup, libpq's `getaddrinfo`, cannot be interrupted:
+//! name the nodes by address where that matters).
 
 use super::ffi;
 use pgrx::pg_sys;
@@ -23,6 +25,7 @@ extern "C" {
 const RTLD_NOW: c_int = 2;
 const CONNECTION_BAD: c_int = 1;
 const PGRES_TUPLES_OK: c_int = 2;
+const PGRES_FATAL_ERROR: c_int = 7;
 const PGRES_POLLING_FAILED: c_int = 0;
 const PGRES_POLLING_READING: c_int = 1;
 const PGRES_POLLING_WRITING: c_int = 2;
@@ -285,8 +288,15 @@ fn ask(owned: &Owned, query: &CStr) -> Result<Option<String>, String> {
             return answer;
         }
         unsafe {
-            answer = if (libpq.result_status)(result) != PGRES_TUPLES_OK {
-                Err(text((libpq.result_error_message)(result)))
+            let status = (libpq.result_status)(result);
+            answer = if status != PGRES_TUPLES_OK {
+                let message = text((libpq.result_error_message)(result));
+                if status != PGRES_FATAL_ERROR {
+                    // Never for this SELECT; a COPY state would not end by itself.
+                    (libpq.clear)(result);
+                    return Err(format!("an unexpected result (status {status})"));
+                }
+                Err(message)
             } else if (libpq.ntuples)(result) != 1 || (libpq.getisnull)(result, 0, 0) != 0 {
                 Ok(None)
             } else {
@@ -303,18 +313,27 @@ fn ask(owned: &Owned, query: &CStr) -> Result<Option<String>, String> {
 pub fn ask_coordinator(query: &CStr) -> Result<Option<String>, String> {
     let libpq = libpq().ok_or("libpq.so.5 (Citus's client library) is missing")?;
     let conninfo = connection_string()?;
+    // Owned first: a kept connection for another connection string (another role, a reloaded
+    // setting) is closed, not forgotten.
     let kept = CONNECTION
         .with(|cached| cached.borrow_mut().take())
-        .filter(|(info, _)| *info == conninfo)
-        .map(|(_, connection)| Owned(libpq, connection as PgConn));
+        .map(|(info, connection)| (info, Owned(libpq, connection as PgConn)))
+        .and_then(|(info, owned)| (info == conninfo).then_some(owned));
     if let Some(owned) = kept {
         if unsafe { (libpq.status)(owned.1) } != CONNECTION_BAD {
-            if let Ok(answer) = ask(&owned, query) {
-                owned.keep(&conninfo);
-                return Ok(answer);
+            match ask(&owned, query) {
+                Ok(answer) => {
+                    owned.keep(&conninfo);
+                    return Ok(answer);
+                }
+                // An answer that is an error, or none in time: not worth a second question.
+                Err(message) if unsafe { (libpq.status)(owned.1) } != CONNECTION_BAD => {
+                    return Err(format!("it could not answer: {message}"));
+                }
+                Err(_) => {}
             }
         }
-        // Closed by the coordinator, or broken: dropped here, and a new one below.
+        // Closed by the coordinator: dropped here, and a new one below.
     }
     let owned = connect(libpq, &conninfo)?;
     let answer = ask(&owned, query).map_err(|message| format!("it could not answer: {message}"))?;

@@ -146,7 +146,7 @@ pub fn end_of_transaction() {
 /// `coordinator_address`:`coordinator_port` to `worker_address`:`worker_port`. Only ever
 /// answers: any role may ask (a worker asks as the role its connection runs as), and the
 /// answer says nothing a carrier's holder does not know.
-#[pg_extern(volatile, parallel_safe)]
+#[pg_extern(volatile, parallel_restricted)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn confirm_carrier_origin(
     pid: i32,
