@@ -258,6 +258,20 @@ pub fn current_role_name() -> String {
     }
 }
 
+/// The name of this backend's database ('' while it has none).
+pub fn current_database_name() -> String {
+    unsafe {
+        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if name.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+}
+
 /// Every table `relid` inherits from, at any depth (partitioned parents and INHERITS parents).
 pub fn ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     select_column(

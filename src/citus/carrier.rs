@@ -26,6 +26,7 @@
 
 use super::ffi::{self, DistributedTransactionId};
 use super::origin::{self, Origin};
+use crate::catalog;
 use crate::context;
 use crate::error::{self, Result};
 use crate::gucs;
@@ -305,19 +306,6 @@ pub fn open(
     Ok((carried, origin))
 }
 
-pub(super) fn database() -> String {
-    unsafe {
-        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        if name.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
-}
-
 /// Coordinator side, before Citus plans a query on a distributed table: send this
 /// transaction's context to the nodes it works on (once, and again when it grows old).
 pub fn issue() -> Result<()> {
@@ -352,7 +340,14 @@ pub fn issue() -> Result<()> {
     let origin = origin::of_this_transaction()?;
     send(
         c"tenant_guard.carrier",
-        &seal(&secret, &carried, &id, &origin, now, &database()),
+        &seal(
+            &secret,
+            &carried,
+            &id,
+            &origin,
+            now,
+            &catalog::current_database_name(),
+        ),
     );
     with_state(|state| state.issued = Some((carried, now, current_subtransaction())));
     Ok(())
@@ -449,7 +444,7 @@ pub fn adopt() -> Result<bool> {
         &id,
         crate::auth::now_seconds(),
         max_age,
-        &database(),
+        &catalog::current_database_name(),
     ) {
         Ok(opened) => opened,
         Err(Refused::Malformed) => return refuse("it is malformed"),

@@ -148,11 +148,8 @@ fn setting(name: &CStr) -> String {
 /// How this backend connects to the coordinator, as Citus would.
 fn connection_string() -> Result<String, String> {
     let (host, port) = ffi::coordinator().ok_or("pg_dist_node names no coordinator")?;
-    let user = unsafe {
-        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    };
-    let database = super::carrier::database();
+    let user = crate::catalog::current_role_name();
+    let database = crate::catalog::current_database_name();
     let authinfo = ffi::authinfo(&host, port, &user);
     // The caller's keywords come last: libpq takes the last of a repeated keyword.
     Ok(format!(

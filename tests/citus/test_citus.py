@@ -11,6 +11,7 @@ a tenant query runs one task; cached plans follow the tenant; what is not suppor
 """
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -315,10 +316,12 @@ def test_forgery_on_a_worker(cluster, notes):
     assert "signature" in str(excinfo.value)
 
 
-def test_a_replayed_carrier_gets_nothing(cluster, notes):
-    coordinator = cluster[0]
-    port, shard = worker_shard(coordinator, "acme")
-    worker = worker_at(cluster, port)
+@contextlib.contextmanager
+def victim_transaction(coordinator):
+    """acme's transaction as tg_app on the coordinator, after it read its 5 rows, open while
+    the block runs. Yields the connection, the carrier Citus sent and the distributed
+    transaction id it claimed: what the same role can read in a worker's pg_stat_activity while
+    Citus sends it (captured here from citus.log_remote_commands)."""
     issued = []
     with coordinator.connect(user="postgres") as conn:
         conn.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
@@ -327,10 +330,18 @@ def test_a_replayed_carrier_gets_nothing(cluster, notes):
             conn.execute("SELECT tenant_guard.set_tenant_context('acme')")
             conn.execute("SET LOCAL ROLE tg_app")
             assert conn.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
-    text = "\n".join(issued)
-    carrier = re.search(r"SET LOCAL tenant_guard\.carrier TO '([A-Za-z0-9_.-]+)'", text).group(1)
-    node, number, stamp = re.search(
-        r"assign_distributed_transaction_id\((\d+), (\d+), '([^']+)'\)", text).groups()
+            text = "\n".join(issued)
+            carrier = re.search(r"SET LOCAL tenant_guard\.carrier TO '([A-Za-z0-9_.-]+)'", text).group(1)
+            ids = re.search(r"assign_distributed_transaction_id\((\d+), (\d+), '([^']+)'\)", text).groups()
+            yield conn, carrier, ids
+
+
+def test_a_replayed_carrier_gets_nothing(cluster, notes):
+    coordinator = cluster[0]
+    port, shard = worker_shard(coordinator, "acme")
+    worker = worker_at(cluster, port)
+    with victim_transaction(coordinator) as (_, carrier, (node, number, stamp)):
+        pass
     # The coordinator's transaction has ended: the same carrier, with the same transaction id
     # claimed through assign_distributed_transaction_id(), is a replay.
     excinfo = try_carrier(worker, shard, carrier, (node, number, stamp))
@@ -366,41 +377,29 @@ def test_a_carrier_replayed_while_its_transaction_is_open_gets_nothing(cluster, 
     other = next(node for node in cluster[1:] if node is not worker)
     other_tenant = next(t for t in TENANTS if worker_shard(coordinator, t)[0] == other.port)
     other_shard = worker_shard(coordinator, other_tenant)[1]
-    issued = []
-    with coordinator.connect(user="postgres") as victim:
-        victim.add_notice_handler(lambda diag: issued.append(diag.message_primary or ""))
-        victim.execute("SET citus.log_remote_commands = on")
-        with victim.transaction():
-            victim.execute("SELECT tenant_guard.set_tenant_context('acme')")
-            victim.execute("SET LOCAL ROLE tg_app")
-            assert victim.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
-            # What an attacker of the same role can read in the worker's pg_stat_activity
-            # while Citus sends it (captured here from citus.log_remote_commands).
-            text = "\n".join(issued)
-            carrier = re.search(r"SET LOCAL tenant_guard\.carrier TO '([A-Za-z0-9_.-]+)'", text).group(1)
-            ids = re.search(r"assign_distributed_transaction_id\((\d+), (\d+), '([^']+)'\)", text).groups()
-            for node, table in ((worker, shard), (other, other_shard)):
-                excinfo = try_carrier(node, table, carrier, ids)
-                assert sqlstate(excinfo) == "42501", excinfo.value
-                assert "did not confirm" in str(excinfo.value), excinfo.value
-            node_id, number, stamp = ids
-            # One statement (run_command_on_workers reports the first result only), on the
-            # shard each worker holds.
-            replay = f"""DO $$ DECLARE n bigint; BEGIN
-                PERFORM assign_distributed_transaction_id({node_id}, {number}, '{stamp}');
-                PERFORM set_config('tenant_guard.carrier', '{carrier}', true);
-                EXECUTE format('SELECT count(*) FROM %s',
-                               coalesce(to_regclass('{shard}'), to_regclass('{other_shard}'))) INTO n;
-                RAISE EXCEPTION 'adopted: % rows', n;
-            END $$"""
-            with coordinator.connect() as attacker:
-                results = attacker.execute(
-                    "SELECT nodeport, success, result FROM run_command_on_workers(%s)", (replay,)).fetchall()
-            assert len(results) == 2
-            for port_, success, result in results:
-                assert not success and "did not confirm" in result, results
-            # The victim's own transaction goes on.
-            assert victim.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
+    with victim_transaction(coordinator) as (victim, carrier, ids):
+        for node, table in ((worker, shard), (other, other_shard)):
+            excinfo = try_carrier(node, table, carrier, ids)
+            assert sqlstate(excinfo) == "42501", excinfo.value
+            assert "did not confirm" in str(excinfo.value), excinfo.value
+        node_id, number, stamp = ids
+        # One statement (run_command_on_workers reports the first result only), on the
+        # shard each worker holds.
+        replay = f"""DO $$ DECLARE n bigint; BEGIN
+            PERFORM assign_distributed_transaction_id({node_id}, {number}, '{stamp}');
+            PERFORM set_config('tenant_guard.carrier', '{carrier}', true);
+            EXECUTE format('SELECT count(*) FROM %s',
+                           coalesce(to_regclass('{shard}'), to_regclass('{other_shard}'))) INTO n;
+            RAISE EXCEPTION 'adopted: % rows', n;
+        END $$"""
+        with coordinator.connect() as attacker:
+            results = attacker.execute(
+                "SELECT nodeport, success, result FROM run_command_on_workers(%s)", (replay,)).fetchall()
+        assert len(results) == 2
+        for port_, success, result in results:
+            assert not success and "did not confirm" in result, results
+        # The victim's own transaction goes on.
+        assert victim.execute("SELECT count(*) FROM app.notes").fetchone()[0] == 5
     # And after it ended.
     excinfo = try_carrier(worker, shard, carrier, ids)
     assert sqlstate(excinfo) == "42501" and "did not confirm" in str(excinfo.value)
