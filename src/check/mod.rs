@@ -103,16 +103,7 @@ fn catalog_rule(sql: &str, tenant_column: &str) -> Vec<Finding> {
 /// unnoticed), and the first use in each backend pays the load.
 fn preload() -> Option<Finding> {
     // Read past its superuser-only flag: the list is no secret, and check() runs as its caller.
-    let setting = unsafe {
-        let value = pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false);
-        if value.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(value)
-                .to_string_lossy()
-                .into_owned()
-        }
-    };
+    let setting = crate::gucs::value_of(c"shared_preload_libraries");
     let libraries: Vec<String> = setting
         .split(',')
         .map(|l| l.trim().trim_matches('"').to_string())

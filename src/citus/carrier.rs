@@ -397,11 +397,9 @@ pub fn refuse_forwarded_set(node: *mut pg_sys::Node) -> Result<()> {
         {
             return Ok(());
         }
-        let forwarding =
-            pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false);
-        if forwarding.is_null() || std::ffi::CStr::from_ptr(forwarding).to_bytes() != b"local" {
-            return Ok(());
-        }
+    }
+    if gucs::value_of(c"citus.propagate_set_commands") != "local" {
+        return Ok(());
     }
     Err(error::forbidden(
         "tenant_guard: tenant_guard.carrier cannot be set while citus.propagate_set_commands is 'local'",

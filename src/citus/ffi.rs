@@ -42,13 +42,7 @@ static FUNCTIONS: OnceLock<Option<Functions>> = OnceLock::new();
 
 /// Whether `shared_preload_libraries` names citus.
 fn preloaded() -> bool {
-    let value =
-        unsafe { pg_sys::GetConfigOption(c"shared_preload_libraries".as_ptr(), true, false) };
-    if value.is_null() {
-        return false;
-    }
-    let value = unsafe { CStr::from_ptr(value) }.to_string_lossy();
-    value
+    crate::gucs::value_of(c"shared_preload_libraries")
         .split(',')
         .any(|name| name.trim().trim_matches('"') == "citus")
 }

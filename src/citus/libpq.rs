@@ -136,15 +136,6 @@ fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn setting(name: &CStr) -> String {
-    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
-    if value.is_null() {
-        String::new()
-    } else {
-        text(value)
-    }
-}
-
 /// How this backend connects to the coordinator, as Citus would.
 fn connection_string() -> Result<String, String> {
     let (host, port) = ffi::coordinator().ok_or("pg_dist_node names no coordinator")?;
@@ -158,7 +149,7 @@ fn connection_string() -> Result<String, String> {
          application_name='tenant_guard carrier check' \
          options='-c statement_timeout=5000 -c idle_session_timeout=0 \
          -c idle_in_transaction_session_timeout=0'",
-        setting(c"citus.node_conninfo"),
+        crate::gucs::value_of(c"citus.node_conninfo"),
         authinfo,
         quoted(&host),
         quoted(&database),
