@@ -258,18 +258,21 @@ pub fn current_role_name() -> String {
     }
 }
 
+/// A C string PostgreSQL (or a library) returned, copied; `None` for a null pointer.
+///
+/// # Safety
+/// `text` is null or points to a NUL-terminated string.
+pub unsafe fn c_string(text: *const std::ffi::c_char) -> Option<String> {
+    (!text.is_null()).then(|| {
+        std::ffi::CStr::from_ptr(text)
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 /// The name of this backend's database ('' while it has none).
 pub fn current_database_name() -> String {
-    unsafe {
-        let name = pg_sys::get_database_name(pg_sys::MyDatabaseId);
-        if name.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
+    unsafe { c_string(pg_sys::get_database_name(pg_sys::MyDatabaseId)) }.unwrap_or_default()
 }
 
 /// Every table `relid` inherits from, at any depth (partitioned parents and INHERITS parents).

@@ -23,14 +23,13 @@
 //! is left for the self-check, which compares every table with `expected.rs`.
 
 use crate::audit;
-use crate::catalog::Table;
+use crate::catalog::{self, Table};
 use crate::error::{self, Result};
 use crate::expected::{self, PREFIX};
 use crate::policy;
 use pgrx::pg_sys;
 use pgrx::spi::quote_identifier;
 use std::cell::Cell;
-use std::ffi::CStr;
 
 thread_local! {
     static OWN_DDL: Cell<u32> = const { Cell::new(0) };
@@ -76,10 +75,6 @@ fn table_name(relid: pg_sys::Oid) -> String {
         .unwrap_or_else(|| format!("relation {}", relid.to_u32()))
 }
 
-unsafe fn c_string(text: *const std::ffi::c_char) -> Option<String> {
-    (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
-}
-
 #[allow(non_upper_case_globals)] // PostgreSQL's AlterTableType names
 /// Judge one ALTER TABLE subcommand on `relid` (the table the command names; `address` is
 /// what the subcommand reports, e.g. the column or the attached partition).
@@ -120,7 +115,7 @@ pub unsafe fn judge_alter_table(
             Ok(())
         }
         AT_DisableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig => {
-            let trigger = c_string(command.name).unwrap_or_default();
+            let trigger = catalog::c_string(command.name).unwrap_or_default();
             if trigger.starts_with(PREFIX) {
                 return refuse(
                     format!(
@@ -146,7 +141,7 @@ pub unsafe fn judge_alter_table(
             )
         }
         AT_ColumnDefault => {
-            let column = c_string(command.name).unwrap_or_default();
+            let column = catalog::c_string(command.name).unwrap_or_default();
             // The subcommand reports the column of the table it changed (ALTER TABLE recurses
             // to partitions and children).
             let target = if address.classId == pg_sys::RelationRelationId {

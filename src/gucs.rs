@@ -264,14 +264,8 @@ pub fn text_value(setting: &GucSetting<Option<CString>>) -> Option<String> {
 /// The current value of any setting, by name (`""` when there is none), read past a
 /// superuser-only flag: only for settings that are no secret (library lists, Citus's options).
 pub fn value_of(name: &CStr) -> String {
-    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
-    if value.is_null() {
-        String::new()
-    } else {
-        unsafe { CStr::from_ptr(value) }
-            .to_string_lossy()
-            .into_owned()
-    }
+    unsafe { crate::catalog::c_string(pg_sys::GetConfigOption(name.as_ptr(), true, false)) }
+        .unwrap_or_default()
 }
 
 /// Whether a string setting currently holds `value` (unset counts as `""`).

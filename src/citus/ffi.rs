@@ -185,14 +185,9 @@ pub fn authinfo(host: &str, port: i32, user: &str) -> String {
     else {
         return String::new();
     };
-    let info = unsafe {
-        pg_sys::ffi::pg_guard_ffi_boundary(|| (f.authinfo)(host.as_ptr(), port, user.as_ptr()))
-    };
-    if info.is_null() {
-        String::new()
-    } else {
-        unsafe { CStr::from_ptr(info) }
-            .to_string_lossy()
-            .into_owned()
+    unsafe {
+        let info =
+            pg_sys::ffi::pg_guard_ffi_boundary(|| (f.authinfo)(host.as_ptr(), port, user.as_ptr()));
+        crate::catalog::c_string(info).unwrap_or_default()
     }
 }

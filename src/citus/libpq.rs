@@ -121,12 +121,10 @@ unsafe extern "C-unwind" fn close_at_exit(_code: c_int, _arg: pg_sys::Datum) {
     }
 }
 
+/// libpq's message (or value) without its trailing newline.
 fn text(pointer: *const c_char) -> String {
-    if pointer.is_null() {
-        return String::new();
-    }
-    unsafe { CStr::from_ptr(pointer) }
-        .to_string_lossy()
+    unsafe { crate::catalog::c_string(pointer) }
+        .unwrap_or_default()
         .trim()
         .to_string()
 }
